@@ -1,0 +1,3 @@
+from cifar_search.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Typed errors. Library code raises these; only the CLI turns them into messages and exit codes.
+
+Every message names the bad value, so the one line the CLI prints is enough to fix the input.
+"""
+
+from __future__ import annotations
+
+
+class CifarSearchError(Exception):
+    """Base class: an error the user can fix; the CLI prints it on one line and exits 2."""
+
+
+class ConfigError(CifarSearchError, ValueError):
+    """A configuration, search-space file or command-line value is invalid."""
+
+
+class DataError(CifarSearchError):
+    """The dataset is missing, truncated, corrupt or unsafe."""
+
+
+class StudyError(CifarSearchError):
+    """A study or storage URL does not exist or cannot be used."""
+
+
+class ModelFolderError(CifarSearchError):
+    """A model folder is missing files or was written by an incompatible version."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss. Carries the epoch and step where it happened."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at epoch {epoch}, step {step}")
+        self.epoch = epoch
+        self.step = step
+        self.loss = loss
