@@ -166,7 +166,7 @@ T = TypeVar("T")
 
 def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'config'} must be a table, but got {data!r}.")
+        raise ConfigError(f"{where.rstrip('.') or 'config'} must be a table, but got {data!r}.")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - fields)

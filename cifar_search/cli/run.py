@@ -1,0 +1,116 @@
+"""``cifar-search run``: the search. Start it, walk away, kill it, run it again to resume."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import types
+from typing import Any
+
+from cifar_search.cli._common import (
+    add_data_args,
+    add_device_args,
+    add_study_args,
+    positive_int,
+)
+from cifar_search.errors import ConfigError
+
+EPILOG = """\
+--trials N means the study ends with N finished (complete or pruned) trials in TOTAL, across
+every run and every worker: running again with the same --study resumes and runs only what is
+missing. Ctrl-C closes the running trial as interrupted; the next run retries it.
+
+examples:
+  cifar-search run --trials 200
+  cifar-search run --budget cpu --trials 12 --data ~/data/cifar10.npz
+  cifar-search run --study small --space studies/small.toml --enqueue-presets davidnet,fast94
+  cifar-search run --objectives accuracy,params --sampler nsga2 --trials 100
+  cifar-search run --storage postgresql://user:pw@db/optuna --study big   # many machines
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="search (resumable)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(p)
+    p.add_argument("--trials", type=positive_int, default=200,
+                   help="finished trials the study should hold in total (default: 200)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--budget", choices=("gpu", "cpu", "smoke"),
+                   help="per-trial budget (default: gpu with CUDA, else cpu)")
+    p.add_argument("--epochs", type=positive_int, help="epoch budget per trial (overrides)")
+    p.add_argument("--train-subset", type=positive_int, metavar="N",
+                   help="stratified training images per trial (overrides)")
+    p.add_argument("--space", metavar="TOML", help="narrow/fix the space (studies/*.toml)")
+    p.add_argument("--sampler", default=None, help="tpe | random | cmaes | gp | nsga2 "
+                   "(default: tpe; nsga2 for several objectives)")
+    p.add_argument("--pruner", default="hyperband",
+                   help="hyperband | median | percentile | halving | wilcoxon | none")
+    p.add_argument("--seed", type=int, default=0, help="study seed (default: 0)")
+    p.add_argument("--enqueue-presets", metavar="NAMES",
+                   help="comma-separated presets to run first (warm start), or 'all'")
+    p.add_argument("--max-params", type=float, help="reject configs with more parameters")
+    p.add_argument("--max-flops", type=float,
+                   help="reject configs above these forward FLOPs per image (budget default)")
+    p.add_argument("--objectives", default="accuracy",
+                   help="accuracy | accuracy,params | accuracy,flops | accuracy,time "
+                   "(several: Pareto front, no pruning)")
+    p.add_argument("--keep-top-k", type=int, default=3, help="checkpoints kept as artifacts")
+    p.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between heartbeats; a trial silent for 4x this is retried")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_data_args(p)
+    add_device_args(p)
+    p.set_defaults(func=run)
+
+
+def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    from cifar_search.launch import SearchSettings, prepare_search
+
+    objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    settings = SearchSettings(
+        study=args.study, storage=args.storage, trials=args.trials, timeout=args.timeout,
+        budget=args.budget, epochs=args.epochs, train_subset=args.train_subset,
+        space=args.space, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+        presets=_presets(args.enqueue_presets), max_params=args.max_params,
+        max_flops=args.max_flops, objectives=objectives, keep_top_k=args.keep_top_k,
+        heartbeat=args.heartbeat, data=args.data, device=args.device,
+        precision=args.precision, progress=not args.no_progress,
+    )
+    search = prepare_search(settings)  # every check happens here, before any training
+    print(search.describe(), file=sys.stderr)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    start = time.perf_counter()
+    result = search.run()
+    minutes = (time.perf_counter() - start) / 60
+    print(search.summary(result, minutes), file=sys.stderr)
+    if result.stopped_by_errors:
+        print(f"cifar-search run: error: {result.last_error.strip().splitlines()[-1]}\n"
+              f"stopped after repeated trial errors; last traceback:\n{result.last_error}",
+              file=sys.stderr)
+        return 1
+    if result.interrupted:
+        print("cifar-search run: interrupted; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _presets(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    from cifar_search.presets import PRESETS
+
+    if text.strip() == "all":
+        return tuple(PRESETS)
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise ConfigError(f"unknown preset {unknown[0]!r} (known: {', '.join(PRESETS)}).")
+    return names

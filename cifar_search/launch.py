@@ -1,0 +1,178 @@
+"""From settings to a ready search: every check first (space, storage, presets, data), then run.
+
+Separated from the CLI so that tests, notebooks and worker processes start searches the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from cifar_search.artifacts import TopKCheckpoints, artifact_dir
+from cifar_search.budget import Budget, get_budget
+from cifar_search.data import load_cifar10
+from cifar_search.errors import ConfigError
+from cifar_search.objective import OBJECTIVES, Constraints, Objective, TrialData
+from cifar_search.progress import TrialProgress
+from cifar_search.runtime import Runtime, resolve_runtime
+from cifar_search.search_space import Space, config_to_params, outside_space
+from cifar_search.space_file import dump_space, load_space
+from cifar_search.storage import default_url, open_storage
+from cifar_search.study import (
+    RunResult,
+    count_finished,
+    create_or_resume,
+    enqueue_presets,
+    make_pruner,
+    make_sampler,
+    optimize,
+    retry_interrupted,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str = "cifar"
+    storage: str | None = None  # default: sqlite:///studies/<study>.db
+    trials: int = 200  # finished trials in total
+    timeout: float | None = None  # seconds
+    budget: str | None = None  # gpu | cpu | smoke (default by device)
+    epochs: int | None = None
+    train_subset: int | None = None
+    space: str | Path | Space | None = None  # a TOML path, a Space, or the default
+    sampler: str | None = None
+    pruner: str = "hyperband"
+    seed: int = 0
+    presets: tuple[str, ...] = ()
+    max_params: float | None = None
+    max_flops: float | None = None
+    objectives: tuple[str, ...] = ("accuracy",)
+    keep_top_k: int = 3
+    heartbeat: int | None = 30  # seconds
+    data: str | Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class Search:
+    settings: SearchSettings
+    study: optuna.Study
+    objective: Objective
+    budget: Budget
+    runtime: Runtime
+    enqueued: list[str]
+    retried: int
+
+    def describe(self) -> str:
+        b, r = self.budget, self.runtime.describe()
+        subset = "all" if b.train_subset is None else f"{b.train_subset:,}"
+        done = count_finished(self.study)
+        lines = [
+            f"study {self.study.study_name!r}: {done} of {self.settings.trials} trials finished",
+            f"budget {b.name}: {b.epochs} epochs/trial, {subset} training images, "
+            f"{b.val_size:,} validation, max FLOPs {b.max_flops or 'any'}",
+            f"device {r['device_name']} ({r['precision']}, channels_last={r['channels_last']}), "
+            f"sampler {type(self.study.sampler).__name__}, "
+            f"pruner {type(self.study.pruner).__name__}, seed {self.settings.seed}",
+        ]
+        if self.enqueued:
+            lines.append(f"warm start: {', '.join(self.enqueued)}")
+        if self.retried:
+            lines.append(f"retrying {self.retried} interrupted trial(s) with the same params")
+        return "\n".join(lines)
+
+    def run(self) -> RunResult:
+        s = self.settings
+        progress = TrialProgress(s.trials, count_finished(self.study), self.budget.epochs,
+                                 enabled=s.progress)
+        self.objective.on_epoch = progress.on_epoch
+        try:
+            return optimize(self.study, self.objective, total=s.trials, timeout=s.timeout,
+                            callbacks=[progress])
+        finally:
+            progress.close()
+
+    def summary(self, result: RunResult, minutes: float) -> str:
+        states: dict[str, int] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            key = t.user_attrs.get("end", t.state.name.lower())
+            states[key] = states.get(key, 0) + 1
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        best = ""
+        if len(self.study.directions) == 1:
+            try:
+                bt = self.study.best_trial
+                best = f"; best val acc {100 * bt.value:.2f}% (trial {bt.number})"  # type: ignore[operator]
+            except ValueError:
+                best = "; no complete trial yet"
+        return (f"{result.finished}/{result.total} finished in {minutes:.1f} min this run "
+                f"({counts}){best}")
+
+
+def prepare_search(s: SearchSettings) -> Search:
+    """Validate everything, open or resume the study, load the data once. Nothing trains yet."""
+    for o in s.objectives:
+        if o not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {o!r} (known: {', '.join(OBJECTIVES)}).")
+    if not s.objectives or s.objectives[0] != "accuracy" or len(set(s.objectives)) != len(s.objectives):
+        raise ConfigError(f"--objectives must start with accuracy, got {','.join(s.objectives)!r}.")
+    if s.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, but got {s.trials}.")
+    if s.timeout is not None and s.timeout <= 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, but got {s.timeout}.")
+    runtime = resolve_runtime(s.device, s.precision)  # type: ignore[arg-type]
+    budget = get_budget(s.budget, cuda=runtime.device.type == "cuda").override(
+        epochs=s.epochs, train_subset=s.train_subset
+    )
+    space = s.space if isinstance(s.space, Space) else load_space(s.space)
+    presets = _preset_params(s.presets, space)
+    multi = len(s.objectives) > 1
+    sampler_name = s.sampler or ("nsga2" if multi else "tpe")
+    storage_url = s.storage or default_url(s.study)
+    storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
+    # mixing the resume point into the seed: a resumed study does not replay its first params
+    sampler = make_sampler(sampler_name, s.seed + _n_trials(storage, s.study), multi=multi)
+    pruner = make_pruner(s.pruner, budget)
+    settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
+                "space": dump_space(space), "created_with": json.dumps(runtime.describe())}
+    study = create_or_resume(storage, s.study, sampler=sampler, pruner=pruner,
+                             objectives=s.objectives, settings=settings)
+    arrays = load_cifar10(s.data)
+    data = TrialData.build(arrays, budget, runtime.device)
+    constraints = Constraints(max_params=s.max_params,
+                              max_flops=s.max_flops if s.max_flops is not None else budget.max_flops)
+    objective = Objective(data=data, space=space, budget=budget, runtime=runtime,
+                          study_seed=s.seed, objectives=s.objectives, constraints=constraints)
+    if not multi:
+        objective.on_model = TopKCheckpoints(_artifacts_for(storage_url, s.study), s.keep_top_k)
+    retried = retry_interrupted(study)
+    enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
+    return Search(s, study, objective, budget, runtime, enqueued, retried)
+
+
+def _n_trials(storage: optuna.storages.BaseStorage, study: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=study, storage=storage).trials)
+    except KeyError:
+        return 0
+
+
+def _artifacts_for(storage_url: str, study: str) -> Path:
+    if storage_url.startswith("sqlite:///"):
+        return Path(storage_url.removeprefix("sqlite:///")).parent / "artifacts" / study
+    return artifact_dir(study)
+
+
+def _preset_params(names: tuple[str, ...], space: Space) -> dict[str, dict[str, object]]:
+    from cifar_search.presets import get_preset
+
+    return {n: config_to_params(get_preset(n).config, space) for n in names}

@@ -1,0 +1,227 @@
+"""The Optuna objective: trial -> config -> model + data -> trainer, and back as reports.
+
+This is the only module where training meets Optuna: the trainer's ``on_epoch_end`` hook becomes
+``trial.report`` and pruning, and every way a trial can end is recorded in the user attribute
+``end`` (see ``docs/architecture.md``). Failure is normal here: out-of-memory and divergence
+end one trial, as *pruned* so that samplers learn to avoid the region, and the study goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from cifar_search.augment import BatchAugment
+from cifar_search.budget import Budget
+from cifar_search.config import TrainConfig
+from cifar_search.data import CifarArrays, stratified_subset, train_val_split
+from cifar_search.errors import DivergedError
+from cifar_search.loader import DeviceLoader, device_arrays
+from cifar_search.models import count_flops, count_params, create_model
+from cifar_search.runtime import Runtime, versions
+from cifar_search.search_space import Space, suggest_config
+from cifar_search.trainer import EpochMetrics, train
+
+logger = logging.getLogger(__name__)
+
+EVAL_BATCH = 1024  # images per evaluation step
+OBJECTIVES = ("accuracy", "params", "flops", "time")  # names --objectives accepts
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_params: float | None = None  # parameters
+    max_flops: float | None = None  # forward FLOPs per image
+
+    def violations(self, n_params: int, flops: int) -> list[str]:
+        out = []
+        if self.max_params is not None and n_params > self.max_params:
+            out.append(f"{n_params:,} params > max {self.max_params:,.0f}")
+        if self.max_flops is not None and flops > self.max_flops:
+            out.append(f"{flops:,} FLOPs > max {self.max_flops:,.0f}")
+        return out
+
+
+@dataclass
+class TrialData:
+    """Device-resident train/val tensors, built once per process and reused by every trial."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    source: str
+
+    @classmethod
+    def build(cls, arrays: CifarArrays, budget: Budget, device: torch.device) -> TrialData:
+        n = len(arrays.train_y)
+        val_size = min(budget.val_size, n // 10)
+        split = train_val_split(arrays.train_y, val_size=val_size, seed=0)
+        train_idx = split.train
+        if budget.train_subset is not None and budget.train_subset < len(train_idx):
+            train_idx = stratified_subset(train_idx, arrays.train_y, budget.train_subset, seed=0)
+        x, y = device_arrays(arrays.train_x, arrays.train_y, device)
+        t = torch.as_tensor(np.asarray(train_idx), device=device)
+        v = torch.as_tensor(np.asarray(split.val), device=device)
+        return cls(x[t], y[t], x[v], y[v], arrays.source)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A per-trial seed derived from the study seed and the trial number (stable, 31 bits)."""
+    digest = hashlib.blake2b(f"{study_seed}:{number}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError)
+    )
+
+
+def release_memory(device: torch.device) -> int:
+    """Free what the last trial left behind; returns CUDA bytes still allocated (0 on CPU)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        return int(torch.cuda.memory_allocated(device))
+    return 0
+
+
+@dataclass
+class Objective:
+    """Callable for ``study.optimize``. ``on_epoch`` lets a progress display follow along."""
+
+    data: TrialData
+    space: Space
+    budget: Budget
+    runtime: Runtime
+    study_seed: int = 0
+    objectives: tuple[str, ...] = ("accuracy",)
+    constraints: Constraints = field(default_factory=Constraints)
+    on_epoch: Callable[[int, int, EpochMetrics], None] | None = None  # (trial, epoch, metrics)
+    on_model: Callable[[optuna.Trial, torch.nn.Module, TrainConfig, float], None] | None = None
+    _flops_cache: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        cfg = suggest_config(trial, self.space, epochs=self.budget.epochs)
+        seed = trial_seed(self.study_seed, trial.number)
+        for key, value in {
+            "config": cfg.to_dict(), "seed": seed, "device": self.runtime.describe(),
+            "versions": versions(), "budget": self.budget.name,
+        }.items():
+            trial.set_user_attr(key, value)
+        model: torch.nn.Module | None = None
+        try:
+            model = create_model(cfg.model)
+            n_params, flops = self._measure(model, cfg)
+            trial.set_user_attr("n_params", n_params)
+            trial.set_user_attr("flops", flops)
+            broken = self.constraints.violations(n_params, flops)
+            if broken:
+                self._end(trial, "infeasible", 0, "; ".join(broken))
+                raise optuna.TrialPruned("infeasible: " + "; ".join(broken))
+            return self._train(trial, model, cfg, seed, n_params, flops)
+        except optuna.TrialPruned:
+            raise
+        except DivergedError as exc:
+            self._end(trial, "diverged", exc.epoch, str(exc))
+            raise optuna.TrialPruned(f"diverged: {exc}") from None
+        except KeyboardInterrupt:
+            self._end(trial, "interrupted", len(trial.user_attrs.get("curve", [])), "")
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                model = None
+                self._end(trial, "oom", len(trial.user_attrs.get("curve", [])),
+                          str(exc).splitlines()[0][:300])
+                raise optuna.TrialPruned(f"out of memory at batch {cfg.batch_size}") from None
+            self._end(trial, "error", len(trial.user_attrs.get("curve", [])),
+                      "".join(traceback.format_exception(exc))[-4000:])
+            raise
+        finally:
+            del model
+            left = release_memory(self.runtime.device)
+            if left:
+                logger.warning("trial %d left %d CUDA bytes allocated", trial.number, left)
+
+    def _measure(self, model: torch.nn.Module, cfg: TrainConfig) -> tuple[int, int]:
+        key = repr(cfg.model)
+        if key not in self._flops_cache:
+            self._flops_cache[key] = count_flops(model, cfg.model.input_size)
+        return count_params(model), self._flops_cache[key]
+
+    def _train(
+        self, trial: optuna.Trial, model: torch.nn.Module, cfg: TrainConfig, seed: int,
+        n_params: int, flops: int,
+    ) -> float | tuple[float, ...]:
+        d = self.data
+        augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
+        train_loader = DeviceLoader(
+            d.train_x, d.train_y, cfg.batch_size, augment=augment, shuffle=True,
+            drop_last=len(d.train_y) > cfg.batch_size, seed=seed,
+            memory_format=self.runtime.memory_format,
+        )
+        val_loader = DeviceLoader(d.val_x, d.val_y, EVAL_BATCH,
+                                  memory_format=self.runtime.memory_format)
+        curve: list[dict[str, float]] = []
+
+        def on_epoch_end(epoch: int, m: EpochMetrics) -> None:
+            curve.append(m.as_dict())
+            trial.set_user_attr("curve", curve)
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, epoch, m)
+            if self.multi:  # Optuna cannot prune multi-objective trials
+                return
+            trial.report(m.val_acc, epoch)
+            if trial.should_prune():
+                self._end(trial, "pruned", epoch, f"val_acc {m.val_acc:.4f}")
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        result = train(model, cfg, train_loader, val_loader, self.runtime, seed=seed,
+                       on_epoch_end=on_epoch_end)
+        final = result.history[-1]
+        seconds = sum(m.seconds for m in result.history)
+        trial.set_user_attr("train_seconds", seconds)
+        trial.set_user_attr("images_per_s", float(np.mean([m.images_per_s for m in result.history])))
+        self._end(trial, "complete", final.epoch, "")
+        if self.on_model is not None:
+            self.on_model(trial, model, cfg, final.val_acc)
+        values = {"accuracy": final.val_acc, "params": float(n_params), "flops": float(flops),
+                  "time": seconds}
+        if not self.multi:
+            return values[self.objectives[0]]
+        return tuple(values[o] for o in self.objectives)
+
+    @staticmethod
+    def _end(trial: optuna.Trial, why: str, epoch: int, detail: str) -> None:
+        trial.set_user_attr("end", why)
+        trial.set_user_attr("end_epoch", epoch)
+        trial.set_user_attr("epochs_run", epoch)
+        if detail:
+            trial.set_user_attr("error", detail)
+
+
+def objective_directions(objectives: tuple[str, ...]) -> list[str]:
+    return ["maximize" if o == "accuracy" else "minimize" for o in objectives]
+
+
+def stored_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The config a trial trained (its ``config`` user attribute)."""
+    return dict(trial.user_attrs.get("config", {}))

@@ -1,0 +1,215 @@
+"""The search loop: sampler, pruner, resume, warm start, and what ends a study.
+
+``--trials N`` means the study ends with N *finished* trials in total (complete or pruned, which
+includes infeasible, diverged and out-of-memory trials), counted across every worker and every
+run: a resumed study runs only what is missing. Failed trials (a crash, an interrupt, a dead
+worker) do not count; interrupted and stale ones are retried with the same params.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cifar_search.budget import Budget
+from cifar_search.errors import ConfigError, StudyError
+from cifar_search.objective import objective_directions
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
+PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_CONSECUTIVE_ERRORS = 3  # a bug that fails every trial stops the study after this many
+
+
+def make_sampler(
+    name: str, seed: int | None, *, multi: bool = False, n_startup: int = 10
+) -> optuna.samplers.BaseSampler:
+    """A sampler by name. TPE is multivariate with the constant liar (safe with many workers)."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, n_startup_trials=n_startup,
+            warn_independent_sampling=False,
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":  # conditional params fall back to the independent sampler
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, warn_independent_sampling=False,
+            independent_sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)}).")
+
+
+def make_pruner(name: str, budget: Budget) -> optuna.pruners.BasePruner:
+    """A pruner by name, on validation accuracy reported once per epoch."""
+    warmup = max(budget.min_epochs - 1, 0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=budget.min_epochs, max_resource=budget.epochs, reduction_factor=3
+        )
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(33.0, n_startup_trials=3, n_warmup_steps=warmup)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=budget.min_epochs, reduction_factor=3
+        )
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=budget.min_epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r} (known: {', '.join(PRUNERS)}).")
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+@dataclass
+class StopAtTotal:
+    """Stop a worker once finished trials plus those still running reach ``total``, so that
+    parallel workers do not overshoot (a running trial that then fails is made up by the
+    workers still going, or by the next run)."""
+
+    total: int
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        states = (*FINISHED, TrialState.RUNNING)
+        if len(study.get_trials(deepcopy=False, states=states)) >= self.total:
+            study.stop()
+
+
+@dataclass
+class FailureGuard:
+    """Stop after ``limit`` consecutive trials failed with an unexpected error, keeping its
+    traceback (a bug that fails every trial should not burn a 200-trial study)."""
+
+    limit: int = MAX_CONSECUTIVE_ERRORS
+    streak: int = 0
+    last_error: str = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("end") == "error":
+            self.streak += 1
+            self.last_error = str(trial.user_attrs.get("error", ""))
+            if self.streak >= self.limit:
+                study.stop()
+        elif trial.state in FINISHED:
+            self.streak = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.streak >= self.limit
+
+
+def create_or_resume(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    objectives: Sequence[str],
+    settings: dict[str, Any],
+) -> optuna.Study:
+    """Create the study, or load it and check that it was run with compatible settings."""
+    directions = objective_directions(tuple(objectives))
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+        directions=directions, load_if_exists=True,
+    )
+    stored = study.user_attrs
+    if not stored:
+        study.set_user_attr("objectives", list(objectives))
+        for key, value in settings.items():
+            study.set_user_attr(key, value)
+        return study
+    if list(stored.get("objectives", ["accuracy"])) != list(objectives):
+        raise StudyError(f"study {name!r} was created with --objectives "
+                         f"{','.join(stored['objectives'])}, not {','.join(objectives)}.")
+    for key in ("budget",):
+        if key in stored and key in settings and stored[key] != settings[key]:
+            raise StudyError(f"study {name!r} was created with {key}={stored[key]!r}; resuming "
+                             f"with {settings[key]!r} would mix incomparable trials. Use a new "
+                             "--study name.")
+    return study
+
+
+def retry_interrupted(study: optuna.Study) -> int:
+    """Enqueue, once, the params of trials interrupted by Ctrl-C / SIGTERM. Returns how many."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    n = 0
+    for t in trials:
+        if (t.state == TrialState.FAIL and t.user_attrs.get("end") == "interrupted"
+                and t.number not in retried and t.params):
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
+                                skip_if_exists=False)
+            n += 1
+    return n
+
+
+def enqueue_presets(
+    study: optuna.Study, presets: dict[str, dict[str, Any]], problems: Callable[[dict[str, Any]], list[str]]
+) -> list[str]:
+    """Enqueue each preset's params once per study (warm start). Returns the names enqueued."""
+    done = {t.user_attrs.get("preset") for t in study.get_trials(deepcopy=False)}
+    out = []
+    for name, params in presets.items():
+        if name in done:
+            continue
+        bad = problems(params)
+        if bad:
+            logger.warning("preset %s is outside this space (%s); not enqueued", name, bad[0])
+            continue
+        study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=False)
+        out.append(name)
+    return out
+
+
+@dataclass
+class RunResult:
+    finished: int
+    total: int
+    interrupted: bool = False
+    stopped_by_errors: bool = False
+    last_error: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    total: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+) -> RunResult:
+    """Run trials until the study has ``total`` finished ones (or the timeout passes)."""
+    guard = FailureGuard()
+    before = count_finished(study)
+    result = RunResult(finished=before, total=total)
+    if before >= total:
+        return result
+    try:
+        study.optimize(
+            objective, n_trials=None, timeout=timeout, catch=(Exception,),
+            callbacks=[StopAtTotal(total), guard, *callbacks],
+        )
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.finished = count_finished(study)
+    result.stopped_by_errors = guard.tripped
+    result.last_error = guard.last_error
+    return result

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cifar_search.errors import ConfigError
+from cifar_search.search_space import DEFAULT_SPACE, UNSET
+from cifar_search.space_file import apply_overrides, dump_space, load_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_default_file_is_the_default_space() -> None:
+    shipped = ROOT / "studies" / "default_space.toml"
+    assert load_space(shipped) == DEFAULT_SPACE
+    assert shipped.read_text() == dump_space(DEFAULT_SPACE), (
+        "studies/default_space.toml is stale: regenerate with `cifar-search space --toml`"
+    )
+
+
+def test_narrow_and_fix(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(
+        '[params.family]\nchoices = ["resnet9", "airbench"]\n'
+        "[params.lr_sgd]\nlow = 0.05\nhigh = 5.0\n"
+        '[params.tta]\nvalue = "flip"\n'
+        '[fixed]\n"model.num_classes" = 10\n'
+    )
+    space = load_space(f)
+    assert space.get("family").choices == ("resnet9", "airbench")
+    assert (space.get("lr_sgd").low, space.get("lr_sgd").high) == (0.05, 5.0)
+    assert space.get("tta").fixed == "flip" and space.get("width").fixed is UNSET
+    assert space.fixed_fields == {"model.num_classes": 10}
+    assert tomllib.loads(dump_space(space))["params"]["tta"]["value"] == "flip"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[params.widht]\nvalue = 3\n", "unknown param 'widht'"),
+        ("[params.width]\nchoices = [7]\n", "params.width.choices has 7"),
+        ("[params.width]\nchoices = []\n", "non-empty list"),
+        ("[params.dropout]\nlow = 0.5\nhigh = 0.2\n", "empty range"),
+        ("[params.dropout]\nlow = 'a'\n", "params.dropout.low must be a number"),
+        ("[params.dropout]\nhigh = 0.9\n", "outside the default range"),
+        ("[params.dropout]\nlow = 0.1\nhight = 0.2\n", "unknown key params.dropout.hight"),
+        ("[params.family]\nlow = 1\n", "categorical"),
+        ("[params.family]\ntarget = 'model.width'\n", "cannot be changed"),
+        ("[params.tta]\nvalue = 'sideways'\n", "params.tta.value='sideways'"),
+        ("[paramz]\n", "unknown top-level key 'paramz'"),
+        ('[fixed]\n"model.widthh" = 3\n', "unknown config field"),
+        ('[fixed]\n"model.width" = 3\n', "set by param 'width'"),
+        ('[fixed]\n"model.num_classes" = "ten"\n', "model.num_classes must be an integer"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_files_are_rejected_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_space(f)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_space("nowhere.toml")
+
+
+def test_default_file_form_reads_back_unchanged() -> None:
+    assert apply_overrides(DEFAULT_SPACE, tomllib.loads(dump_space(DEFAULT_SPACE))) == DEFAULT_SPACE
