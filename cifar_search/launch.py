@@ -60,6 +60,7 @@ class SearchSettings:
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
+    parallel: bool | None = None  # other workers share the study (default: not SQLite)
 
 
 @dataclass
@@ -140,7 +141,9 @@ def prepare_search(s: SearchSettings) -> Search:
     storage_url = s.storage or default_url(s.study)
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
     # mixing the resume point into the seed: a resumed study does not replay its first params
-    sampler = make_sampler(sampler_name, s.seed + _n_trials(storage, s.study), multi=multi)
+    parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
+    sampler = make_sampler(sampler_name, s.seed + _n_trials(storage, s.study), multi=multi,
+                           parallel=parallel)
     pruner = make_pruner(s.pruner, budget)
     settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
                 "space": dump_space(space), "created_with": json.dumps(runtime.describe())}

@@ -218,10 +218,6 @@ class Objective:
             trial.set_user_attr("error", detail)
 
 
-def objective_directions(objectives: tuple[str, ...]) -> list[str]:
-    return ["maximize" if o == "accuracy" else "minimize" for o in objectives]
-
-
 def stored_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The config a trial trained (its ``config`` user attribute)."""
     return dict(trial.user_attrs.get("config", {}))

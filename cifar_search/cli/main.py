@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cifar_search.errors import CifarSearchError
 
@@ -42,10 +43,17 @@ examples:
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors on one line (the full usage stays one ``--help`` away), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cifar_search import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cifar-search",
         description="Find the best CIFAR-10 classifier a compute budget can buy.",
         epilog=EPILOG,
@@ -53,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cifar-search {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser
+    )
     for name in COMMANDS:
         module = importlib.import_module(f"cifar_search.cli.{name}")
         module.register(sub)

@@ -1,0 +1,97 @@
+"""The search machinery's own cost: sampler + storage seconds per trial, as a study grows.
+
+Runs the real objective path minus training: the default space through ``suggest_config``, the
+sampler and pruner ``cifar-search run`` uses, a SQLite study opened by ``open_storage`` (WAL,
+heartbeats), per-epoch ``trial.report`` + ``should_prune`` + the ``curve`` user attribute,
+and the same user attributes a real trial writes. Training is replaced by a synthetic learning
+curve, so every second measured is overhead.
+
+    python bench/bench_overhead.py --trials 1000 --epochs 16 --sampler tpe
+
+Prints a markdown table of mean seconds per trial over the windows ending at 50, 200 and 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from cifar_search.budget import BUDGETS
+from cifar_search.runtime import versions
+from cifar_search.search_space import DEFAULT_SPACE, suggest_config
+from cifar_search.storage import open_storage
+from cifar_search.study import StopAtTotal, count_finished, make_pruner, make_sampler
+
+
+def objective(epochs: int) -> optuna.study.study.ObjectiveFuncType:
+    def run(trial: optuna.Trial) -> float:
+        cfg = suggest_config(trial, DEFAULT_SPACE, epochs=epochs)
+        for key, value in {"config": cfg.to_dict(), "seed": trial.number, "n_params": 10**6,
+                           "flops": 10**8, "device": {"device": "cpu"},
+                           "versions": versions(), "budget": "gpu"}.items():
+            trial.set_user_attr(key, value)
+        rng = random.Random(trial.number)
+        ceiling = rng.uniform(0.5, 0.95)
+        curve = []
+        for epoch in range(1, epochs + 1):
+            acc = ceiling * (1 - math.exp(-epoch / 3)) + rng.gauss(0, 0.01)
+            curve.append({"epoch": epoch, "val_acc": acc, "train_loss": 1.0, "seconds": 1.0})
+            trial.set_user_attr("curve", curve)
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("end", "pruned")
+                raise optuna.TrialPruned()
+        trial.set_user_attr("end", "complete")
+        return acc
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=BUDGETS["gpu"].epochs)
+    ap.add_argument("--sampler", default="tpe")
+    ap.add_argument("--marks", default="50,200,1000")
+    ap.add_argument("--parallel", action="store_true", help="TPE with the constant liar")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    marks = [int(m) for m in args.marks.split(",") if int(m) <= args.trials]
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        storage = open_storage(url, heartbeat_interval=30)
+        study = optuna.create_study(
+            study_name="bench", storage=storage, direction="maximize",
+            sampler=make_sampler(args.sampler, 0, parallel=args.parallel),
+            pruner=make_pruner("hyperband", BUDGETS["gpu"].override(epochs=args.epochs)),
+        )
+        stamps: list[float] = []
+
+        def stamp(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            stamps.append(time.perf_counter())
+
+        start = time.perf_counter()
+        study.optimize(objective(args.epochs), n_trials=args.trials,
+                       callbacks=[StopAtTotal(args.trials), stamp])
+        total = time.perf_counter() - start
+        finished = count_finished(study)
+    liar = " (constant liar)" if args.parallel else ""
+    print(f"sampler {args.sampler}{liar}, {args.epochs} epochs reported per full trial, SQLite (WAL), "
+          f"{finished} finished trials in {total:.1f} s\n")
+    print("| trials so far | mean s/trial in window | window |")
+    print("| ---: | ---: | --- |")
+    times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
+    for mark in marks:
+        lo = max(0, mark - 25)
+        window = times[lo:mark]
+        print(f"| {mark} | {sum(window) / len(window):.3f} | trials {lo + 1}-{mark} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The search end to end on generated data: real SQLite studies, real training, no mocks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from cifar_search.errors import ConfigError, StudyError
+from cifar_search.launch import SearchSettings, prepare_search
+from cifar_search.search_space import DEFAULT_SPACE, UNSET
+from cifar_search.space_file import apply_overrides
+
+TINY = {
+    "family": {"value": "plain_cnn"},
+    "width": {"value": 16},
+    "depth_plain": {"value": "1-1-1"},
+    "input_size": {"value": 32},
+    "hidden": {"value": 0},
+    "batch_size": {"choices": [64, 128]},
+    "auto_augment": {"value": "none"},
+    "rotate": {"value": False},
+    "use_blur": {"value": False},
+}
+TINY_SPACE = apply_overrides(DEFAULT_SPACE, {"params": TINY})
+
+
+def settings(tmp_path: Path, data: Path, **kw: object) -> SearchSettings:
+    base = SearchSettings(
+        study="t", storage=f"sqlite:///{tmp_path}/t.db", trials=3, budget="smoke",
+        data=str(data), space=TINY_SPACE, device="cpu", progress=False, heartbeat=None,
+        keep_top_k=2,
+    )
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/t.db")
+
+
+def test_study_runs_and_records_every_trial(tmp_path: Path, synthetic_npz: Path) -> None:
+    search = prepare_search(settings(tmp_path, synthetic_npz, trials=4, epochs=3,
+                                     pruner="median"))
+    result = search.run()
+    assert result.finished == 4 and not result.interrupted
+    study = load(tmp_path)
+    assert study.user_attrs["budget"]["name"] == "smoke"
+    for t in study.trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        a = t.user_attrs
+        assert a["end"] in ("complete", "pruned")
+        assert {"config", "seed", "n_params", "flops", "device", "versions", "curve"} <= set(a)
+        assert len(a["curve"]) == len(t.intermediate_values) == a["epochs_run"]
+        assert a["config"]["epochs"] == 3  # the schedule spans the full budget ...
+        if t.state == TrialState.PRUNED:  # ... even where the pruner stopped early
+            assert a["end_epoch"] == max(t.intermediate_values)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(0 <= t.value <= 1 for t in complete)
+    assert complete[0].value == complete[0].user_attrs["curve"][-1]["val_acc"]
+    seeds = {t.user_attrs["seed"] for t in study.trials}
+    assert len(seeds) == len(study.trials)
+    kept = [t for t in study.trials if "checkpoint" in t.user_attrs]
+    assert kept, "the best trial's weights are kept as an artifact"
+    files = list((tmp_path / "artifacts" / "t").rglob("*"))
+    assert 1 <= len([f for f in files if f.is_file()]) <= 2  # top-k only
+
+
+def test_trials_means_total_across_runs(tmp_path: Path, synthetic_npz: Path) -> None:
+    prepare_search(settings(tmp_path, synthetic_npz, trials=2, epochs=1)).run()
+    assert len(load(tmp_path).trials) == 2
+    result = prepare_search(settings(tmp_path, synthetic_npz, trials=3, epochs=1)).run()
+    assert result.finished == 3 and len(load(tmp_path).trials) == 3
+    prepare_search(settings(tmp_path, synthetic_npz, trials=3, epochs=1)).run()
+    assert len(load(tmp_path).trials) == 3  # already there: nothing more runs
+
+
+def test_resumed_study_does_not_replay_the_same_params(tmp_path: Path, synthetic_npz: Path) -> None:
+    prepare_search(settings(tmp_path, synthetic_npz, trials=1, epochs=1, sampler="random")).run()
+    prepare_search(settings(tmp_path, synthetic_npz, trials=2, epochs=1, sampler="random")).run()
+    first, second = load(tmp_path).trials
+    assert first.params != second.params
+
+
+def test_constraints_reject_before_training(tmp_path: Path, synthetic_npz: Path) -> None:
+    prepare_search(settings(tmp_path, synthetic_npz, trials=2, max_params=10)).run()
+    for t in load(tmp_path).trials:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["end"] == "infeasible"
+        assert "params > max" in t.user_attrs["error"]
+        assert "curve" not in t.user_attrs and not t.intermediate_values
+
+
+def test_out_of_memory_and_divergence_are_recorded_and_the_study_goes_on(
+    tmp_path: Path, synthetic_npz: Path
+) -> None:
+    # A width whose second conv needs ~1.4 TB: a real allocation failure, not a mock.
+    space = TINY_SPACE.replace_param("width", choices=(16, 200_000), fixed=UNSET)
+    space = space.replace_param("lr_sgd", high=1e12)
+    s = settings(tmp_path, synthetic_npz, trials=3, epochs=2, space=space)
+    search = prepare_search(s)
+    base = {"width": 16, "optimizer": "sgd", "batch_size": 64}
+    search.study.enqueue_trial({**base, "width": 200_000})
+    search.study.enqueue_trial({**base, "lr_sgd": 1e10, "use_weight_decay": False,
+                                "schedule": "constant", "warmup": False, "batch_norm": False})
+    search.study.enqueue_trial({**base, "lr_sgd": 0.5})
+    result = search.run()
+    assert result.finished == 3
+    oom, nan, ok = load(tmp_path).trials
+    assert oom.user_attrs["end"] == "oom" and oom.state == TrialState.PRUNED
+    assert "allocate" in oom.user_attrs["error"] or "memory" in oom.user_attrs["error"]
+    assert nan.user_attrs["end"] == "diverged" and nan.state == TrialState.PRUNED
+    assert ok.user_attrs["end"] in ("complete", "pruned")
+
+
+def test_a_bug_in_every_trial_stops_the_study_with_its_traceback(
+    tmp_path: Path, synthetic_npz: Path
+) -> None:
+    broken = TINY_SPACE.replace_param("depth_plain", fixed="1-1-1-1-1-1-1-1")
+    result = prepare_search(settings(tmp_path, synthetic_npz, trials=10, space=broken)).run()
+    assert result.stopped_by_errors
+    assert "Traceback" in result.last_error
+    trials = load(tmp_path).trials
+    assert len(trials) == 3 and all(t.state == TrialState.FAIL for t in trials)
+
+
+def test_warm_start_enqueues_presets_once(tmp_path: Path, synthetic_npz: Path) -> None:
+    s = settings(tmp_path, synthetic_npz, trials=1, epochs=1, space=DEFAULT_SPACE,
+                 presets=("rdfia-alexnet",), max_flops=1e12)
+    search = prepare_search(s)
+    assert search.enqueued == ["rdfia-alexnet"]
+    assert prepare_search(s).enqueued == []  # not enqueued twice
+    search.run()
+    trial = load(tmp_path).trials[0]
+    assert trial.user_attrs["preset"] == "rdfia-alexnet"
+    assert trial.user_attrs["config"]["model"]["family"] == "alexnet"
+
+
+def test_preset_outside_a_narrowed_space_is_skipped(tmp_path: Path, synthetic_npz: Path) -> None:
+    search = prepare_search(settings(tmp_path, synthetic_npz, presets=("davidnet",)))
+    assert search.enqueued == []
+
+
+def test_resume_with_another_budget_is_refused(tmp_path: Path, synthetic_npz: Path) -> None:
+    prepare_search(settings(tmp_path, synthetic_npz, trials=1, epochs=1)).run()
+    with pytest.raises(StudyError, match="mix incomparable trials"):
+        prepare_search(settings(tmp_path, synthetic_npz, trials=2, epochs=2))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"storage": "bogus://x"}, StudyError, "unsupported storage URL"),
+        ({"storage": "sqlite:///no/such/dir/x.db"}, StudyError, "does not exist"),
+        ({"objectives": ("params",)}, ConfigError, "must start with accuracy"),
+        ({"objectives": ("accuracy", "speed")}, ConfigError, "unknown objective 'speed'"),
+        ({"sampler": "annealing"}, ConfigError, "unknown sampler"),
+        ({"pruner": "guess"}, ConfigError, "unknown pruner"),
+        ({"presets": ("alexnet9",)}, ConfigError, "alexnet9"),
+        ({"trials": 0}, ConfigError, "--trials must be >= 1"),
+    ],
+)
+def test_bad_settings_fail_before_anything_is_created(
+    tmp_path: Path, synthetic_npz: Path, changes: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        prepare_search(settings(tmp_path, synthetic_npz, **changes))
+    assert not (tmp_path / "t.db").exists() or changes.get("storage") is None
+
+
+def test_multi_objective_returns_a_pareto_front(tmp_path: Path, synthetic_npz: Path) -> None:
+    s = settings(tmp_path, synthetic_npz, trials=3, epochs=1, objectives=("accuracy", "params"))
+    search = prepare_search(s)
+    assert isinstance(search.study.sampler, optuna.samplers.NSGAIISampler)
+    search.run()
+    study = load(tmp_path)
+    assert len(study.directions) == 2 and study.best_trials
+    for t in study.best_trials:
+        assert t.values[1] == t.user_attrs["n_params"]
+    assert json.loads(json.dumps(study.user_attrs["objectives"])) == ["accuracy", "params"]
