@@ -9,6 +9,7 @@ worker) do not count; interrupted and stale ones are retried with the same param
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from cifar_search.budget import Budget
 from cifar_search.errors import ConfigError, StudyError
 
 logger = logging.getLogger(__name__)
+# heartbeat, grouped TPE and the stale-trial retry are "experimental" in Optuna 5; we rely on
+# them deliberately and test them, so their warnings would only be noise in every run.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
@@ -51,14 +55,13 @@ def make_sampler(
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=parallel,
-            n_startup_trials=n_startup, warn_independent_sampling=False,
+            n_startup_trials=n_startup,
         )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":  # conditional params fall back to the independent sampler
         return optuna.samplers.CmaEsSampler(
-            seed=seed, warn_independent_sampling=False,
-            independent_sampler=optuna.samplers.TPESampler(seed=seed),
+            seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed)
         )
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup)

@@ -1,0 +1,58 @@
+"""``cifar-search report``: one offline HTML page about a study and its retrained models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cifar_search.cli import _study
+from cifar_search.cli._common import add_study_args
+
+EPILOG = """\
+examples:
+  cifar-search report                                  # studies/cifar-report.html
+  cifar-search report --study wide --out wide.html     # another study, another file
+  cifar-search report --storage postgresql://u:p@host/db --runs /shared/runs/cifar
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of a study",
+        description="Write one self-contained HTML page (works offline): summary, history,\n"
+        "parameter importances, parallel coordinates, learning curves, Pareto front, top\n"
+        "trials and retrained models (curves, confusion matrix, misclassified images).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_study_args(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="HTML file to write (default: studies/<study>-report.html)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        metavar="DIR",
+        help="folder of retrain runs, each with metrics.json (default: runs/<study>)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report; print where it was written."""
+    import optuna
+
+    from cifar_search.report import build_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _study.storage_url(args)
+    out = args.out or Path("studies") / f"{args.study}-report.html"
+    runs = args.runs or Path("runs") / args.study
+    path = build_report(storage, args.study, out, runs_dir=runs)
+    print(f"report: {path}")
+    return 0
