@@ -1,0 +1,131 @@
+"""Augmented images per second: DeviceLoader + BatchAugment vs a torchvision DataLoader.
+
+Both sides apply the same augmentations: torchvision.transforms.v2 on PIL images in a
+``DataLoader`` (``num_workers`` 0 and 2), and :class:`~cifar_search.augment.BatchAugment` on
+the device-resident uint8 batch. Throughput is measured over an epoch of N images from its first
+batch on (worker start-up excluded), after a warm-up epoch; the best of ``--repeat`` epochs is
+kept, so load from other processes on a shared machine distorts it less. Prints a markdown
+table to stdout.
+
+Usage:
+    python bench/bench_loader.py [--data PATH] [--n 10000] [--batch-size 512] [--device cpu]
+                                 [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from cifar_search.augment import BatchAugment
+from cifar_search.config import CIFAR10_MEAN, AugmentConfig
+from cifar_search.data import load_cifar10
+from cifar_search.loader import DeviceLoader, device_arrays
+
+DEFAULT_DATA = Path("/work/data/cifar10.npz")
+
+
+def recipes() -> dict[str, tuple[AugmentConfig, v2.Compose]]:
+    """Name -> (our config, the same augmentations as torchvision v2 on PIL)."""
+    crop_flip = [v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()]
+    to_float = [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)]
+    return {
+        "crop+flip": (AugmentConfig(), v2.Compose(crop_flip + to_float)),
+        "autoaugment+crop+flip+erasing": (
+            AugmentConfig(auto_augment="autoaugment", random_erasing=0.5),
+            v2.Compose(
+                [v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10), *crop_flip, *to_float,
+                 v2.RandomErasing(p=0.5, value=list(CIFAR10_MEAN))]
+            ),
+        ),
+    }
+
+
+class PilDataset(Dataset[tuple[torch.Tensor, int]]):
+    """The images as PIL, decoded once (so the baseline pays no file decoding)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Callable[..., torch.Tensor]):
+        self.images = [Image.fromarray(a) for a in x]
+        self.labels = [int(v) for v in y]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def images_per_s(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str) -> float:
+    """Images per second over an epoch, timed from the first batch on."""
+    it = iter(batches)
+    next(it)
+    start, n = time.perf_counter(), 0
+    for x, _ in it:
+        n += len(x)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+def ours(
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, batch: int, device: str, repeat: int
+) -> float:
+    tx, ty = device_arrays(x, y, device)
+    loader = DeviceLoader(tx, ty, batch, augment=BatchAugment(cfg), shuffle=True, drop_last=True)
+    images_per_s(loader, device)  # warm-up epoch (allocator, first-call costs)
+    best = 0.0
+    for epoch in range(1, repeat + 1):
+        loader.set_epoch(epoch)
+        best = max(best, images_per_s(loader, device))
+    return best
+
+
+def theirs(dataset: PilDataset, batch: int, workers: int, repeat: int) -> float:
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0)
+    images_per_s(loader, "cpu")  # warm-up epoch
+    return max(images_per_s(loader, "cpu") for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None)
+    parser.add_argument("--n", type=int, default=10_000, help="images per epoch")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3, help="timed epochs; the best is kept")
+    args = parser.parse_args()
+    arrays = load_cifar10(args.data, download=False)
+    x, y = arrays.train_x[: args.n], arrays.train_y[: args.n]
+    rows = []
+    for name, (cfg, transform) in recipes().items():
+        dataset = PilDataset(x, y, transform)
+        mine = ours(x, y, cfg, args.batch_size, args.device, args.repeat)
+        base = {w: theirs(dataset, args.batch_size, w, args.repeat) for w in (2, 0)}
+        rows.append(
+            f"| {name} | {mine:,.0f} | {base[2]:,.0f} | {base[0]:,.0f} "
+            f"| {mine / base[2]:.1f}x | {mine / base[0]:.1f}x |"
+        )
+    print(f"{len(x):,} images of {arrays.source}, batch {args.batch_size}, device {args.device}, "
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"best of {args.repeat} epochs after a warm-up epoch\n")
+    print("| recipe | DeviceLoader + BatchAugment (img/s) | DataLoader, PIL, 2 workers "
+          "| DataLoader, PIL, 0 workers | speed-up vs 2 workers | speed-up vs 0 workers |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

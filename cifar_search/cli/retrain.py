@@ -1,0 +1,99 @@
+"""``cifar-search retrain``: a trial's (or preset's) config on all training images, tested once.
+
+See :mod:`cifar_search.retrain` for what changes from the search (all training images, a longer
+epoch budget, no validation set and so no early stopping, the test set evaluated once per seed
+at the end) and what the run folder holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cifar_search.cli._common import add_data_args, add_device_args, positive_int
+
+EPILOG = """\
+The epoch budget defaults to the study's retrain_epochs (budget gpu 40, cpu 15, smoke 2) or,
+with --preset, to the preset's own epochs; the schedule spans it. Test accuracy is measured once
+per seed after the last epoch; with --seeds K it is reported as mean ± sample std.
+
+The run folder (default runs/<study>/trial-<n>, runs/<study>/preset-<name>, or
+runs/presets/preset-<name> without --study) holds model.safetensors, config.json, metrics.json,
+misclassified.npz, model.pt2, model.onnx and MODEL.md; seeds after the first in seed-<s>/.
+
+examples:
+  cifar-search retrain best                          # the best trial of study 'cifar'
+  cifar-search retrain 12 --study small --seeds 3    # trial 12, three seeds
+  cifar-search retrain --preset rdfia-alexnet --epochs 10 --device cpu
+  cifar-search retrain --preset davidnet --study cifar   # also recorded on the study
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("retrain", help="retrain a trial or preset on all data; test; export",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("trial", nargs="?", metavar="best|N", help="the best trial or a trial number")
+    p.add_argument("--preset", metavar="NAME", help="a named preset instead of a trial")
+    p.add_argument("--study", help="study name (default: cifar; with --preset: none, so the "
+                   "result is recorded nowhere)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
+    p.add_argument("--epochs", type=positive_int, help="epoch budget (default: see below)")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="independent trainings, seeds S..S+K-1 (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed S (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: see below)")
+    p.add_argument("--no-export", action="store_true", help="skip model.pt2 and model.onnx")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_data_args(p)
+    add_device_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cifar_search.errors import DivergedError
+    from cifar_search.retrain import RetrainSettings, resolve_target, retrain
+    from cifar_search.runtime import configure_cpu_threads
+    from cifar_search.trainer import EpochMetrics
+
+    target = resolve_target(args.trial, preset=args.preset, study=args.study,
+                            storage=args.storage, epochs=args.epochs)
+    settings = RetrainSettings(seeds=args.seeds, seed=args.seed, out=args.out, data=args.data,
+                               device=args.device, precision=args.precision,
+                               export=not args.no_export)
+    epochs = target.config.epochs
+    print(f"retrain {target.label} ({target.config.model.family}): {epochs} epochs "
+          f"({target.epochs_source}) x {args.seeds} seed(s) on all training images, "
+          "no validation set, test set once per seed at the end")
+    configure_cpu_threads()
+    bar = tqdm(total=epochs * args.seeds, unit="epoch", file=sys.stderr,
+               disable=args.no_progress, dynamic_ncols=True, desc="retrain")
+
+    def on_epoch(seed: int, epoch: int, m: EpochMetrics) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"seed {seed} epoch {epoch}/{epochs} train {100 * m.train_acc:.1f}% "
+                            f"loss {m.train_loss:.3f}")
+
+    try:
+        result = retrain(target, settings, on_epoch=on_epoch)
+    except DivergedError as exc:
+        bar.close()
+        print(f"cifar-search retrain: error: training diverged: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    per_seed = ", ".join(f"seed {s} {100 * a:.2f}%"
+                         for s, a in zip(result.seeds, result.test_acc, strict=True))
+    print(f"test accuracy {100 * result.test_acc_mean:.2f}% ± {100 * result.test_acc_std:.2f} "
+          f"over {len(result.seeds)} seed(s) ({per_seed}); {result.test_size:,} test images, "
+          f"trained on {result.train_size:,}")
+    print(f"device {result.device['device_name']} ({result.device['precision']}), wall time "
+          f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s)")
+    exports = result.metrics.get("exports") or {}
+    for note in exports.get("notes", []):
+        print(f"note: {note}")
+    print(f"run folder {result.run_dir} (MODEL.md explains it)")
+    if target.record_key is not None and target.study is not None:
+        print(f"recorded as {target.record_key} on study {target.study.study_name!r}")
+    return 0

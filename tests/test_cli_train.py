@@ -1,0 +1,106 @@
+"""`cifar-search train` and `cifar-search lr-find` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar_search.checkpoint import load_model_folder
+from cifar_search.cli.main import main
+
+
+def test_train_writes_a_model_folder(tmp_path: Path, synthetic_npz: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "rdfia-alexnet", "--data", str(synthetic_npz),
+                 "--epochs", "1", "--train-subset", "500", "--device", "cpu", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0
+    assert "rdfia-alexnet: val acc" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["preset"] == "rdfia-alexnet" and metrics["seed"] == 0
+    assert metrics["config"]["epochs"] == 1 and len(metrics["epochs"]) == 1
+    assert 0 <= metrics["final"]["final_val_acc"] <= 1
+    assert metrics["data"] == {"source": str(synthetic_npz.resolve()), "train_size": 500,
+                               "val_size": 200, "test_set_used": False}
+    assert metrics["device"]["device"] == "cpu" and "torch" in metrics["versions"]
+    assert metrics["wall_seconds"] > 0 and metrics["n_params"] > 0
+    _, cfg, saved = load_model_folder(out)
+    assert cfg.model.family == "alexnet" and cfg.epochs == 1
+    assert saved["final"] == metrics["final"]
+
+
+def test_config_file_overrides_the_preset(tmp_path: Path, synthetic_npz: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"optim": {"lr": 0.01}, "model": {"hidden": 64}}))
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "rdfia-alexnet", "--config", str(config), "--data",
+                 str(synthetic_npz), "--epochs", "2", "--batch-size", "100", "--train-subset",
+                 "300", "--val-size", "100", "--seed", "5", "--device", "cpu", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0
+    cfg = load_model_folder(out)[1]
+    assert (cfg.optim.lr, cfg.model.hidden, cfg.epochs, cfg.batch_size) == (0.01, 64, 2, 100)
+    assert cfg.optim.schedule == "exponential"  # the rest of the preset stays
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seed"] == 5 and metrics["data"]["val_size"] == 100
+    assert [e["lr"] for e in metrics["epochs"]] == pytest.approx([0.01, 0.01 * 0.95])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give --preset NAME"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--config", "missing.json"], "--config missing.json"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, synthetic_npz: Path, capsys: pytest.CaptureFixture[str],
+    extra: list[str], message: str,
+) -> None:
+    code = main(["train", *extra, "--data", str(synthetic_npz), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key_is_named(tmp_path: Path, synthetic_npz: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"optim": {"learning_rate": 0.01}}))
+    code = main(["train", "--preset", "rdfia-alexnet", "--config", str(config), "--data",
+                 str(synthetic_npz), "--out", str(tmp_path / "o")])
+    assert code == 2 and "optim.learning_rate" in capsys.readouterr().err
+
+
+def test_lr_find_prints_a_suggestion(tmp_path: Path, synthetic_npz: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "lr.html"
+    code = main(["lr-find", "--preset", "rdfia-alexnet", "--data", str(synthetic_npz),
+                 "--train-subset", "400", "--batch-size", "16", "--steps", "12", "--device",
+                 "cpu", "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "rdfia-alexnet: suggested lr" in out and "curve: " in out
+    assert plot.is_file()
+
+
+@pytest.mark.slow
+def test_real_data_learns(tmp_path: Path, real_npz: Path) -> None:
+    """5000 real training images, 3 epochs on CPU: well above chance (10%)."""
+    out = tmp_path / "real"
+    start = time.perf_counter()
+    code = main(["train", "--preset", "rdfia-alexnet", "--data", str(real_npz), "--epochs", "3",
+                 "--train-subset", "5000", "--val-size", "5000", "--device", "cpu",
+                 "--no-progress", "--out", str(out)])
+    seconds = time.perf_counter() - start
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["final_val_acc"] > 0.35, metrics["epochs"]
+    assert metrics["data"]["train_size"] == 5000 and not metrics["data"]["test_set_used"]
+    assert seconds < 120, seconds
