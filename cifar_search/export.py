@@ -97,8 +97,8 @@ def export_model(
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32,
-                                  memory_format=torch.contiguous_format).eval()
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+    net = net.to(memory_format=torch.contiguous_format).eval()
     x = _check_images(images)
     with torch.no_grad():
         expected = net(x).float()
@@ -132,7 +132,9 @@ def _check_images(images: Tensor | None) -> Tensor:
         return torch.rand(CHECK_BATCH, 3, 32, 32, generator=g)
     x = images.detach().to("cpu", torch.float32).contiguous()
     if x.ndim != 4 or tuple(x.shape[1:]) != (3, 32, 32) or len(x) < 2:
-        raise ConfigError(f"export check images must be (N >= 2, 3, 32, 32), got {tuple(x.shape)}.")
+        raise ConfigError(
+            f"export check images must be (N >= 2, 3, 32, 32), got {tuple(x.shape)}."
+        )
     return x
 
 

@@ -296,27 +296,15 @@ def retrain(
         check = test_x[:MAX_MISCLASSIFIED].float().div(255)
         exports = export_model(model, cfg, run_dir, images=check).as_dict()
     _write_misclassified(run_dir, arrays.test_x, np.asarray(arrays.test_y), pred)
-    accs = [r["test_acc"] for r in per_seed]
-    std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-    metrics = {
-        **_seed_metrics(per_seed[0], target, arrays.source), "config": cfg.to_dict(),
-        "seeds": seeds, "model_seed": seeds[0],
-        "test_acc": accs, "test_acc_mean": float(np.mean(accs)), "test_acc_std": std,
-        "test_loss": [r["test_loss"] for r in per_seed],
-        "train_seconds": [r["train_seconds"] for r in per_seed],
-        "curves": {str(r["seed"]): r["epochs"] for r in per_seed},
-        "epoch_budget": cfg.epochs, "epoch_budget_source": target.epochs_source,
-        "n_params": count_params(model), "flops": count_flops(model, cfg.model.input_size),
-        "data": {"source": arrays.source, "train_size": len(train_y), "test_size": len(test_y),
-                 "validation": None, "test_set_used": "once per seed, after the last epoch"},
-        "device": runtime.describe(), "versions": versions(), "exports": exports,
-    }
+    data = {"source": arrays.source, "train_size": len(train_y), "test_size": len(test_y),
+            "validation": None, "test_set_used": "once per seed, after the last epoch"}
+    metrics = _run_metrics(per_seed, target, model, data, runtime, exports)
     metrics["wall_seconds"] = time.perf_counter() - start
     save_model_folder(run_dir, model, cfg, metrics)
     (run_dir / "MODEL.md").write_text(model_card(metrics), encoding="utf-8")
-    result = RetrainResult(run_dir, seeds, accs, metrics["test_acc_mean"], std, cfg.epochs,
-                           metrics["wall_seconds"], len(train_y), len(test_y),
-                           runtime.describe(), metrics)
+    result = RetrainResult(run_dir, seeds, metrics["test_acc"], metrics["test_acc_mean"],
+                           metrics["test_acc_std"], cfg.epochs, metrics["wall_seconds"],
+                           len(train_y), len(test_y), runtime.describe(), metrics)
     key = target.record_key
     if key is not None and target.study is not None:
         target.study.set_user_attr(key, result.record())
@@ -347,6 +335,31 @@ def _train_seed(
                **seed_summary(logits, labels)}
     logger.info("seed %d: test acc %.4f", seed, summary["test_acc"])
     return model, logits, summary
+
+
+def _run_metrics(
+    per_seed: list[dict[str, Any]], target: RetrainTarget, model: nn.Module,
+    data: dict[str, Any], runtime: Runtime, exports: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """metrics.json of the run folder: the first seed's details plus every seed's results.
+
+    ``epochs`` is the first seed's per-epoch curve (the form ``train`` writes and the report
+    reads); every seed's curve is under ``curves``, the epoch budget under ``epoch_budget``.
+    """
+    cfg = target.config
+    accs = [r["test_acc"] for r in per_seed]
+    return {
+        **_seed_metrics(per_seed[0], target, data["source"]), "config": cfg.to_dict(),
+        "seeds": [r["seed"] for r in per_seed], "model_seed": per_seed[0]["seed"],
+        "test_acc": accs, "test_acc_mean": float(np.mean(accs)),
+        "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+        "test_loss": [r["test_loss"] for r in per_seed],
+        "train_seconds": [r["train_seconds"] for r in per_seed],
+        "curves": {str(r["seed"]): r["epochs"] for r in per_seed},
+        "epoch_budget": cfg.epochs, "epoch_budget_source": target.epochs_source,
+        "n_params": count_params(model), "flops": count_flops(model, cfg.model.input_size),
+        "data": data, "device": runtime.describe(), "versions": versions(), "exports": exports,
+    }
 
 
 def _seed_metrics(summary: dict[str, Any], target: RetrainTarget, source: str) -> dict[str, Any]:

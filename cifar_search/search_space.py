@@ -256,7 +256,15 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     return _flatten(cfg.to_dict())
 
 
-from cifar_search.space_default import DEFAULT_SPACE  # noqa: E402  (data lives in its own module)
+def __getattr__(name: str) -> Any:
+    # The default space is data in its own module, which imports Param/Space from here;
+    # resolving it lazily keeps either import order working.
+    if name == "DEFAULT_SPACE":
+        from cifar_search.space_default import DEFAULT_SPACE
+
+        return DEFAULT_SPACE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_SPACE",

@@ -73,7 +73,7 @@ _MODEL = (
     num("dropout", "model.dropout", 0.0, 0.6, "dropout probability before the classifier"),
     num("block_dropout", "model.block_dropout", 0.0, 0.3,
         "dropout probability after every stage / residual layer"),
-    cat("head_scale", "model.head_scale", (1.0, 0.2, 0.125), "logit multiplier"),
+    cat("head_scale", "model.head_scale", (1.0, 0.2, 0.125, 1 / 9), "logit multiplier"),
     cat("normalization", "model.mean", ("cifar10", "rdfia"),
         "per-channel mean/std inside the model", codec="normalization"),
 )

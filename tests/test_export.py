@@ -1,4 +1,4 @@
-"""export: torch.export and ONNX files give the in-memory model's predictions, without cifar-search."""
+"""export: the torch.export and ONNX files predict like the model and load without cifar-search."""
 
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ def test_exports_load_without_cifar_search(
     _, out = exported
     raw, _ = make_images(20, seed=2)
     np.save(tmp_path / "images.npy", raw)
-    proc = subprocess.run([sys.executable, "-c", STANDALONE, str(out), str(tmp_path / "images.npy")],
-                          capture_output=True, text=True, timeout=300, check=False)
+    command = [sys.executable, "-c", STANDALONE, str(out), str(tmp_path / "images.npy")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     with torch.no_grad():

@@ -147,7 +147,7 @@ def test_saved_model_reproduces_the_reported_test_accuracy(retrained: Path, data
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(1).numpy()
     assert (pred == y).mean() == pytest.approx(metrics["test_acc"][0], abs=1e-6)
-    other, _, seed_metrics = load_model_folder(retrained / "seed-1")
+    _, _, seed_metrics = load_model_folder(retrained / "seed-1")
     assert seed_metrics["seed"] == 1 and seed_metrics["test_acc"] == metrics["test_acc"][1]
     assert cfg.epochs == 1
 
