@@ -10,9 +10,6 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-KEY_PARAMS = ("family", "width", "batch_size", "optimizer", "schedule")
-
-
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: outcome, cost and the key params (all params as ``p_<name>``)."""
     rows = []
@@ -27,6 +24,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if t.values and len(t.values) > 1:
             for i, v in enumerate(t.values[1:], start=1):
                 row[f"value_{i}"] = v
+        config = t.user_attrs.get("config") or {}
+        row["family"] = (config.get("model") or {}).get("family", "")
+        row["batch_size"] = config.get("batch_size")
+        row["optimizer"] = (config.get("optim") or {}).get("optimizer", "")
+        row["schedule"] = (config.get("optim") or {}).get("schedule", "")
         row["val_acc_best"] = max(t.intermediate_values.values(), default=math.nan)
         row["epochs_run"] = t.user_attrs.get("epochs_run", len(t.intermediate_values))
         row["n_params"] = t.user_attrs.get("n_params")

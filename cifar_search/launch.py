@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import torch
 
 from cifar_search.artifacts import TopKCheckpoints, artifact_dir
 from cifar_search.budget import Budget, get_budget
@@ -131,6 +132,7 @@ def prepare_search(s: SearchSettings) -> Search:
     if s.timeout is not None and s.timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, but got {s.timeout}.")
     runtime = resolve_runtime(s.device, s.precision)  # type: ignore[arg-type]
+    torch.set_flush_denormal(True)  # dying nets' denormals run ~8x slower on CPU
     budget = get_budget(s.budget, cuda=runtime.device.type == "cuda").override(
         epochs=s.epochs, train_subset=s.train_subset
     )

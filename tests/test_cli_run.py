@@ -68,7 +68,9 @@ def test_run_then_inspect(tmp_path: Path, synthetic_npz: Path, tiny_space: Path,
     assert "trials 2" in out and "best: trial" in out
     csv = tmp_path / "t.csv"
     assert main(["trials", "--study", "t", "--storage", url, "--top", "5", "--csv", str(csv)]) == 0
-    assert "p_family" in csv.read_text() and "plain_cnn" in capsys.readouterr().out
+    header = csv.read_text().splitlines()[0].split(",")
+    assert {"family", "p_optimizer", "value", "end"} <= set(header)
+    assert "plain_cnn" in capsys.readouterr().out
     assert main(["best", "--study", "t", "--storage", url, "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
     assert best["config"]["model"]["family"] == "plain_cnn" and "seed" in best
@@ -152,29 +154,28 @@ def _wait_for_running_trial(tmp_path: Path, proc: subprocess.Popen[str]) -> int:
 def test_sigkilled_worker_trial_is_retried_with_same_params(
     tmp_path: Path, synthetic_npz: Path, tiny_space: Path
 ) -> None:
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "6",
-                  "--heartbeat", "1")
+    fast = ("--trials", "1", "--epochs", "4", "--train-subset", "256", "--heartbeat", "1")
+    proc = _spawn(tmp_path, synthetic_npz, tiny_space, *fast)
     number = _wait_for_running_trial(tmp_path, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = study(tmp_path).trials[number]
     assert killed.state == TrialState.RUNNING  # nobody closed it: the worker died
     time.sleep(5)  # longer than the grace period (4 heartbeats)
-    code = main(run_args(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "6",
-                         "--heartbeat", "1"))
-    assert code == 0
+    assert main(run_args(tmp_path, synthetic_npz, tiny_space, *fast)) == 0
     trials = study(tmp_path).trials
     assert trials[number].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
     assert len(retries) == 1 and retries[0].params == killed.params
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 2
+    assert [t.number for t in finished] == [retries[0].number]
 
 
 def test_sigint_leaves_a_consistent_study_that_resumes(
     tmp_path: Path, synthetic_npz: Path, tiny_space: Path
 ) -> None:
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "6")
+    fast = ("--trials", "1", "--epochs", "4", "--train-subset", "256")
+    proc = _spawn(tmp_path, synthetic_npz, tiny_space, *fast)
     number = _wait_for_running_trial(tmp_path, proc)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -185,12 +186,12 @@ def test_sigint_leaves_a_consistent_study_that_resumes(
     interrupted = s.trials[number]
     assert interrupted.state == TrialState.FAIL
     assert interrupted.user_attrs["end"] == "interrupted"
-    assert main(run_args(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs",
-                         "6")) == 0
+    assert main(run_args(tmp_path, synthetic_npz, tiny_space, *fast)) == 0
     trials = study(tmp_path).trials
     retry = [t for t in trials if t.user_attrs.get("retry_of") == number]
     assert len(retry) == 1 and retry[0].params == interrupted.params
-    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert [t.number for t in finished] == [retry[0].number]
 
 
 class _Quiet(WSGIRequestHandler):

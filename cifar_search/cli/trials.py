@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     ascending = study.directions[0].name == "MINIMIZE"
     df = df.sort_values("value", ascending=ascending, na_position="last")
     cols = [c for c in ("number", "state", "end", "value", "val_acc_best", "epochs_run",
-                        "n_params", "flops", "train_seconds", "test_acc", "p_family",
-                        "p_batch_size", "p_optimizer", "p_schedule") if c in df.columns]
+                        "n_params", "flops", "train_seconds", "test_acc", "family",
+                        "batch_size", "optimizer", "schedule") if c in df.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
