@@ -21,6 +21,7 @@ class Budget:
     max_flops: float | None = None  # forward FLOPs per image a config may cost (None: any)
     min_epochs: int = 1  # smallest epoch count the pruner compares trials at
     retrain_epochs: int = 30  # default epoch budget of `retrain` on all 50,000 images
+    pruner: str = "hyperband"  # default pruner: Hyperband needs many trials to fill brackets
 
     def override(
         self, *, epochs: int | None = None, train_subset: int | None = None
@@ -37,11 +38,13 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # One GPU: every config, all 45,000 training images, 16 epochs (pruned from epoch 2 on).
     "gpu": Budget("gpu", epochs=16, train_subset=None, min_epochs=2, retrain_epochs=40),
-    # 2-core CPU: small nets only, 8,000 images, 6 epochs: about 5-10 trials an hour.
-    "cpu": Budget("cpu", epochs=6, train_subset=8000, max_flops=80e6, retrain_epochs=15),
+    # 2-core CPU: small nets only, 8,000 images, 6 epochs; few trials, so the median pruner.
+    "cpu": Budget("cpu", epochs=6, train_subset=8000, max_flops=80e6, retrain_epochs=15,
+                  pruner="median"),
     # Seconds per trial: checks the whole pipeline end to end, results mean little.
     "smoke": Budget(
-        "smoke", epochs=2, train_subset=512, val_size=500, max_flops=25e6, retrain_epochs=2
+        "smoke", epochs=2, train_subset=512, val_size=500, max_flops=25e6, retrain_epochs=2,
+        pruner="median",
     ),
 }
 

@@ -49,9 +49,9 @@ class SearchSettings:
     train_subset: int | None = None
     space: str | Path | Space | None = None  # a TOML path, a Space, or the default
     sampler: str | None = None
-    pruner: str = "hyperband"
+    pruner: str | None = None  # default: the budget's
     seed: int = 0
-    presets: tuple[str, ...] = ()
+    presets: tuple[str, ...] | None = None  # warm start; None: every preset within the limits
     max_params: float | None = None
     max_flops: float | None = None
     objectives: tuple[str, ...] = ("accuracy",)
@@ -137,7 +137,10 @@ def prepare_search(s: SearchSettings) -> Search:
         epochs=s.epochs, train_subset=s.train_subset
     )
     space = s.space if isinstance(s.space, Space) else load_space(s.space)
-    presets = _preset_params(s.presets, space)
+    max_flops = s.max_flops if s.max_flops is not None else budget.max_flops
+    constraints = Constraints(max_params=s.max_params, max_flops=max_flops)
+    names = s.presets if s.presets is not None else _fitting_presets(constraints)
+    presets = _preset_params(names, space)
     multi = len(s.objectives) > 1
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
@@ -146,15 +149,13 @@ def prepare_search(s: SearchSettings) -> Search:
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
     sampler = make_sampler(sampler_name, s.seed + _n_trials(storage, s.study), multi=multi,
                            parallel=parallel)
-    pruner = make_pruner(s.pruner, budget)
+    pruner = make_pruner(s.pruner or budget.pruner, budget)
     settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
                 "space": dump_space(space), "created_with": json.dumps(runtime.describe())}
     study = create_or_resume(storage, s.study, sampler=sampler, pruner=pruner,
                              objectives=s.objectives, settings=settings)
     arrays = load_cifar10(s.data)
     data = TrialData.build(arrays, budget, runtime.device)
-    constraints = Constraints(max_params=s.max_params,
-                              max_flops=s.max_flops if s.max_flops is not None else budget.max_flops)
     objective = Objective(data=data, space=space, budget=budget, runtime=runtime,
                           study_seed=s.seed, objectives=s.objectives, constraints=constraints)
     if not multi:
@@ -175,6 +176,15 @@ def _artifacts_for(storage_url: str, study: str) -> Path:
     if storage_url.startswith("sqlite:///"):
         return Path(storage_url.removeprefix("sqlite:///")).parent / "artifacts" / study
     return artifact_dir(study)
+
+
+def _fitting_presets(constraints: Constraints) -> tuple[str, ...]:
+    """The presets whose model fits the constraints: the default warm start."""
+    from cifar_search.models import model_cost
+    from cifar_search.presets import PRESETS
+
+    return tuple(n for n, p in PRESETS.items()
+                 if not constraints.violations(*model_cost(p.config.model)))
 
 
 def _preset_params(names: tuple[str, ...], space: Space) -> dict[str, dict[str, object]]:

@@ -26,7 +26,7 @@ from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, stratified_subset, train_val_split
 from cifar_search.errors import DivergedError
 from cifar_search.loader import DeviceLoader, device_arrays
-from cifar_search.models import count_flops, count_params, create_model
+from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
 from cifar_search.search_space import Space, suggest_config
 from cifar_search.trainer import EpochMetrics, train
@@ -113,7 +113,7 @@ class Objective:
     constraints: Constraints = field(default_factory=Constraints)
     on_epoch: Callable[[int, int, EpochMetrics], None] | None = None  # (trial, epoch, metrics)
     on_model: Callable[[optuna.Trial, torch.nn.Module, TrainConfig, float], None] | None = None
-    _flops_cache: dict[str, int] = field(default_factory=dict)
+    _cost_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def multi(self) -> bool:
@@ -127,16 +127,17 @@ class Objective:
             "versions": versions(), "budget": self.budget.name,
         }.items():
             trial.set_user_attr(key, value)
+        trial.set_user_attr("curve", [])
         model: torch.nn.Module | None = None
         try:
-            model = create_model(cfg.model)
-            n_params, flops = self._measure(model, cfg)
+            n_params, flops = self._measure(cfg)  # on the meta device: allocates nothing
             trial.set_user_attr("n_params", n_params)
             trial.set_user_attr("flops", flops)
             broken = self.constraints.violations(n_params, flops)
             if broken:
                 self._end(trial, "infeasible", 0, "; ".join(broken))
                 raise optuna.TrialPruned("infeasible: " + "; ".join(broken))
+            model = create_model(cfg.model)
             return self._train(trial, model, cfg, seed, n_params, flops)
         except optuna.TrialPruned:
             raise
@@ -161,11 +162,11 @@ class Objective:
             if left:
                 logger.warning("trial %d left %d CUDA bytes allocated", trial.number, left)
 
-    def _measure(self, model: torch.nn.Module, cfg: TrainConfig) -> tuple[int, int]:
+    def _measure(self, cfg: TrainConfig) -> tuple[int, int]:
         key = repr(cfg.model)
-        if key not in self._flops_cache:
-            self._flops_cache[key] = count_flops(model, cfg.model.input_size)
-        return count_params(model), self._flops_cache[key]
+        if key not in self._cost_cache:
+            self._cost_cache[key] = model_cost(cfg.model)
+        return self._cost_cache[key]
 
     def _train(
         self, trial: optuna.Trial, model: torch.nn.Module, cfg: TrainConfig, seed: int,

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from cifar_search.study import counts_toward_total
 from cifar_search.trainer import EpochMetrics
 
 
@@ -27,7 +28,7 @@ class TrialProgress:
         self._show()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and counts_toward_total(trial):
             self.bar.update(1)
         if trial.state == TrialState.COMPLETE and trial.values:
             v = trial.values[0]

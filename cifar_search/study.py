@@ -1,8 +1,10 @@
 """The search loop: sampler, pruner, resume, warm start, and what ends a study.
 
 ``--trials N`` means the study ends with N *finished* trials in total (complete or pruned, which
-includes infeasible, diverged and out-of-memory trials), counted across every worker and every
-run: a resumed study runs only what is missing. Failed trials (a crash, an interrupt, a dead
+includes diverged and out-of-memory trials), counted across every worker and every run: a
+resumed study runs only what is missing. Infeasible configs (over ``--max-params`` /
+``--max-flops``) are recorded as pruned, so samplers learn to avoid them, but cost no training
+and do not count. Failed trials (a crash, an interrupt, a dead
 worker) do not count; interrupted and stale ones are retried with the same params.
 """
 
@@ -29,6 +31,7 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_ERRORS = 3  # a bug that fails every trial stops the study after this many
+MAX_CONSECUTIVE_INFEASIBLE = 50  # a space with nothing within the limits stops after this many
 
 
 def objective_directions(objectives: tuple[str, ...]) -> list[str]:
@@ -92,8 +95,14 @@ def make_pruner(name: str, budget: Budget) -> optuna.pruners.BasePruner:
     raise ConfigError(f"unknown pruner {name!r} (known: {', '.join(PRUNERS)}).")
 
 
+def counts_toward_total(trial: FrozenTrial) -> bool:
+    """Complete or pruned, except infeasible configs (rejected before training, free)."""
+    return trial.user_attrs.get("end") != "infeasible"
+
+
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that count toward ``--trials``: finished, and actually trained."""
+    return sum(map(counts_toward_total, study.get_trials(deepcopy=False, states=FINISHED)))
 
 
 @dataclass
@@ -106,7 +115,8 @@ class StopAtTotal:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         states = (*FINISHED, TrialState.RUNNING)
-        if len(study.get_trials(deepcopy=False, states=states)) >= self.total:
+        trials = study.get_trials(deepcopy=False, states=states)
+        if sum(map(counts_toward_total, trials)) >= self.total:
             study.stop()
 
 
@@ -116,21 +126,32 @@ class FailureGuard:
     traceback (a bug that fails every trial should not burn a 200-trial study)."""
 
     limit: int = MAX_CONSECUTIVE_ERRORS
+    infeasible_limit: int = MAX_CONSECUTIVE_INFEASIBLE
     streak: int = 0
+    infeasible: int = 0
     last_error: str = ""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get("end") == "error":
+        end = trial.user_attrs.get("end")
+        if trial.state == TrialState.FAIL and end == "error":
             self.streak += 1
             self.last_error = str(trial.user_attrs.get("error", ""))
-            if self.streak >= self.limit:
-                study.stop()
+        elif end == "infeasible":
+            self.infeasible += 1
+            if self.infeasible >= self.infeasible_limit:
+                self.last_error = (
+                    f"{self.infeasible} configs in a row were infeasible (last: "
+                    f"{trial.user_attrs.get('error')}): loosen --max-params / --max-flops or "
+                    "narrow the space to what fits."
+                )
         elif trial.state in FINISHED:
-            self.streak = 0
+            self.streak = self.infeasible = 0
+        if self.tripped:
+            study.stop()
 
     @property
     def tripped(self) -> bool:
-        return self.streak >= self.limit
+        return self.streak >= self.limit or self.infeasible >= self.infeasible_limit
 
 
 def create_or_resume(

@@ -235,9 +235,14 @@ def test_dashboard_lists_the_study_while_it_runs(
     assert proc.returncode == 0, out
     studies = _get(f"{dashboard}/api/studies")["study_summaries"]
     assert [s["study_name"] for s in studies] == ["t"]
-    trials = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}?after=0")["trials"]
-    assert len(trials) == 2
-    assert all(t["state"] in ("Complete", "Pruned") for t in trials)
+    deadline = time.time() + 20  # the dashboard caches running trials briefly
+    while True:
+        trials = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}?after=0")["trials"]
+        states = [t["state"] for t in trials]
+        if all(s in ("Complete", "Pruned") for s in states) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(trials) == 2 and all(s in ("Complete", "Pruned") for s in states), states
     assert any(a["key"] == "config" for a in trials[0]["user_attrs"])
     assert seen_running
 

@@ -86,12 +86,28 @@ def test_resumed_study_does_not_replay_the_same_params(tmp_path: Path, synthetic
 
 
 def test_constraints_reject_before_training(tmp_path: Path, synthetic_npz: Path) -> None:
-    prepare_search(settings(tmp_path, synthetic_npz, trials=2, max_params=10)).run()
-    for t in load(tmp_path).trials:
+    result = prepare_search(settings(tmp_path, synthetic_npz, trials=2, max_params=10)).run()
+    assert result.stopped_by_errors and "infeasible" in result.last_error
+    assert result.finished == 0  # infeasible configs cost nothing and do not count
+    trials = load(tmp_path).trials
+    assert len(trials) == 50
+    for t in trials:
         assert t.state == TrialState.PRUNED
         assert t.user_attrs["end"] == "infeasible"
         assert "params > max" in t.user_attrs["error"]
-        assert "curve" not in t.user_attrs and not t.intermediate_values
+        assert t.user_attrs["curve"] == [] and not t.intermediate_values
+        assert "train_seconds" not in t.user_attrs
+
+
+def test_infeasible_configs_do_not_count(tmp_path: Path, synthetic_npz: Path) -> None:
+    space = TINY_SPACE.replace_param("width", choices=(16, 160), fixed=UNSET)
+    search = prepare_search(settings(tmp_path, synthetic_npz, trials=1, epochs=1, space=space,
+                                     max_flops=30e6))
+    search.study.enqueue_trial({"width": 160})
+    search.study.enqueue_trial({"width": 16})
+    assert search.run().finished == 1
+    big, small = load(tmp_path).trials
+    assert big.user_attrs["end"] == "infeasible" and small.user_attrs["end"] != "infeasible"
 
 
 def test_out_of_memory_and_divergence_are_recorded_and_the_study_goes_on(
@@ -100,7 +116,7 @@ def test_out_of_memory_and_divergence_are_recorded_and_the_study_goes_on(
     # A width whose second conv needs ~1.4 TB: a real allocation failure, not a mock.
     space = TINY_SPACE.replace_param("width", choices=(16, 200_000), fixed=UNSET)
     space = space.replace_param("lr_sgd", high=1e12)
-    s = settings(tmp_path, synthetic_npz, trials=3, epochs=2, space=space)
+    s = settings(tmp_path, synthetic_npz, trials=3, epochs=2, space=space, max_flops=1e30)
     search = prepare_search(s)
     base = {"width": 16, "optimizer": "sgd", "batch_size": 64}
     search.study.enqueue_trial({**base, "width": 200_000})

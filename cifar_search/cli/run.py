@@ -46,11 +46,13 @@ def register(sub: Any) -> None:
     p.add_argument("--space", metavar="TOML", help="narrow/fix the space (studies/*.toml)")
     p.add_argument("--sampler", default=None, help="tpe | random | cmaes | gp | nsga2 "
                    "(default: tpe; nsga2 for several objectives)")
-    p.add_argument("--pruner", default="hyperband",
-                   help="hyperband | median | percentile | halving | wilcoxon | none")
+    p.add_argument("--pruner", default=None,
+                   help="hyperband | median | percentile | halving | wilcoxon | none "
+                   "(default: hyperband for the gpu budget, median for cpu and smoke)")
     p.add_argument("--seed", type=int, default=0, help="study seed (default: 0)")
     p.add_argument("--enqueue-presets", metavar="NAMES",
-                   help="comma-separated presets to run first (warm start), or 'all'")
+                   help="comma-separated presets to run first (warm start), 'all' or 'none' "
+                   "(default: every preset within --max-params / --max-flops)")
     p.add_argument("--max-params", type=float, help="reject configs with more parameters")
     p.add_argument("--max-flops", type=float,
                    help="reject configs above these forward FLOPs per image (budget default)")
@@ -91,9 +93,12 @@ def run(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - start) / 60
     print(search.summary(result, minutes), file=sys.stderr)
     if result.stopped_by_errors:
-        print(f"cifar-search run: error: {result.last_error.strip().splitlines()[-1]}\n"
-              f"stopped after repeated trial errors; last traceback:\n{result.last_error}",
-              file=sys.stderr)
+        last = result.last_error.strip()
+        if "Traceback" in last:
+            print(f"cifar-search run: error: {last.splitlines()[-1]}\nstopped after repeated "
+                  f"trial errors; last traceback:\n{last}", file=sys.stderr)
+        else:
+            print(f"cifar-search run: error: {last}", file=sys.stderr)
         return 1
     if result.interrupted:
         print("cifar-search run: interrupted; run the same command again to resume.",
@@ -102,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _presets(text: str | None) -> tuple[str, ...]:
-    if not text:
+def _presets(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None  # the presets that fit the budget
+    if text.strip() in ("", "none"):
         return ()
     from cifar_search.presets import PRESETS
 
