@@ -1,0 +1,311 @@
+"""CPU throughput of every preset: training and evaluation images/s, fp32 vs bf16 autocast,
+channels_last vs contiguous, through the real trainer, loader and augmentation.
+
+For each preset and each (precision, memory format): a fresh model, a warm-up call of
+:func:`cifar_search.trainer.train` on one batch (oneDNN primitives, allocator), then one timed
+epoch of ``images`` training images through the same ``train`` (``DeviceLoader`` +
+``BatchAugment`` with the preset's augmentation, optimiser and schedule) and one evaluation pass
+(:func:`cifar_search.trainer.evaluate`, no TTA) over the same images. The training figure is the
+trainer's own ``EpochMetrics.images_per_s`` (augmentation included, evaluation excluded); the
+epoch time is extrapolated to 45,000 images (the search's training split). Big models get fewer
+images and a smaller batch than their preset (see ``PLAN``): per-image rates on a CPU barely move
+with the batch size once it is past ~32.
+
+The reference machine is shared, so beside every figure stand the 1-minute load average before
+it and the cores other processes kept busy during it (``/proc/stat`` minus this process's CPU
+time); with ``--max-load`` the script waits for a quieter machine before each measurement.
+
+    python bench/bench_cpu.py                            # every preset (~15 min on 2 cores)
+    python bench/bench_cpu.py --presets fast94,davidnet --images 256
+    python bench/bench_cpu.py --quick                    # one small preset, seconds (tests)
+
+Prints markdown tables to stdout; ``--json FILE`` also writes the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cifar_search.augment import BatchAugment
+from cifar_search.config import TrainConfig
+from cifar_search.data import load_cifar10
+from cifar_search.loader import DeviceLoader, device_arrays
+from cifar_search.models import count_flops, create_model
+from cifar_search.presets import PRESETS
+from cifar_search.runtime import Runtime, resolve_runtime, seed_everything
+from cifar_search.trainer import evaluate, train
+
+DEFAULT_DATA = Path("/work/data/cifar10.npz")
+EPOCH_IMAGES = 45_000  # training images per epoch of the search (50,000 - 5,000 validation)
+PRECISIONS = ("fp32", "bf16")
+FORMATS = ("contiguous", "channels_last")
+# preset -> (training images timed, batch size); None: the preset's batch size
+PLAN: dict[str, tuple[int, int | None]] = {
+    "ensta-cnn": (1024, None),
+    "rdfia-alexnet": (1024, None),
+    "fast94": (512, 256),
+    "davidnet": (256, 128),
+    "era-custom-resnet": (256, 128),
+    "resnet18": (128, 64),
+    "resnet34": (64, 32),
+    "resnet50": (64, 32),
+    "shake-shake-26": (64, 32),
+}
+QUICK = ("rdfia-alexnet", 64, 32)  # --quick: preset, images, batch
+
+
+@dataclass(frozen=True)
+class Row:
+    preset: str
+    gflops: float  # forward GFLOPs per image
+    batch: int
+    images: int
+    precision: str
+    memory_format: str
+    train_ips: float  # training images/s (augmentation included)
+    eval_ips: float  # evaluation images/s (no TTA)
+    load: float  # 1-minute load average before the measurement
+    others: float | None  # cores other processes kept busy during it
+
+    @property
+    def epoch_s(self) -> float:
+        return EPOCH_IMAGES / self.train_ips
+
+
+# ---- the shared machine -----------------------------------------------------------------------
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (None where /proc/stat is missing)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Contention:
+    others: float | None = None  # mean cores busy outside this process
+
+
+@contextmanager
+def contention() -> Iterator[Contention]:
+    """Measure how many cores other processes kept busy during the block."""
+    out = Contention()
+    busy0, own0, wall0 = _busy_seconds(), time.process_time(), time.perf_counter()
+    yield out
+    busy1, own1, wall1 = _busy_seconds(), time.process_time(), time.perf_counter()
+    if busy0 is not None and busy1 is not None and wall1 > wall0:
+        out.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
+
+
+def wait_for_quiet(max_load: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) for the 1-minute load average to fall to ``max_load``."""
+    deadline = time.monotonic() + max_wait
+    load = os.getloadavg()[0]
+    while load > max_load and time.monotonic() < deadline:
+        time.sleep(5)
+        load = os.getloadavg()[0]
+    return load
+
+
+# ---- one measurement --------------------------------------------------------------------------
+
+
+def runtime_for(precision: str, memory_format: str) -> Runtime:
+    return resolve_runtime("cpu", precision, channels_last=memory_format == "channels_last")  # type: ignore[arg-type]
+
+
+def train_loader(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, rt: Runtime) -> DeviceLoader:
+    """The loader the search builds (shuffled, augmented, last partial batch dropped)."""
+    augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
+    return DeviceLoader(x, y, cfg.batch_size, augment=augment, shuffle=True, drop_last=True,
+                        seed=0, memory_format=rt.memory_format)
+
+
+def measure(
+    cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, rt: Runtime, repeat: int = 1
+) -> tuple[float, float]:
+    """(training images/s, evaluation images/s) of ``cfg``'s model on ``x``, ``y``: the best of
+    ``repeat`` timed epochs and evaluation passes (interference only ever slows a run down)."""
+    seed_everything(0)
+    model = create_model(cfg.model)
+    b = cfg.batch_size
+    train(model, cfg, train_loader(cfg, x[:b], y[:b], rt), None, rt, seed=0, max_epochs=1)
+    evaluate(model, DeviceLoader(x[:b], y[:b], b, memory_format=rt.memory_format), rt)
+    loader = train_loader(cfg, x, y, rt)
+    eval_loader = DeviceLoader(x, y, min(len(x), 512), memory_format=rt.memory_format)
+    train_ips = eval_ips = 0.0
+    for _ in range(repeat):
+        result = train(model, cfg, loader, None, rt, seed=0, max_epochs=1)
+        train_ips = max(train_ips, result.history[0].images_per_s)
+        start = time.perf_counter()
+        evaluate(model, eval_loader, rt)
+        eval_ips = max(eval_ips, len(x) / (time.perf_counter() - start))
+    return train_ips, eval_ips
+
+
+def bench_preset(
+    name: str, images: int, batch: int | None, x: torch.Tensor, y: torch.Tensor,
+    args: argparse.Namespace,
+) -> list[Row]:
+    preset_cfg = PRESETS[name].config
+    cfg = preset_cfg.replace(batch_size=batch or preset_cfg.batch_size)
+    n = max(images - images % cfg.batch_size, cfg.batch_size)
+    flops = count_flops(create_model(cfg.model), cfg.model.input_size) / 1e9
+    rows = []
+    for precision in args.precisions:
+        for fmt in args.formats:
+            load = wait_for_quiet(args.max_load, args.max_wait)
+            with contention() as c:
+                train_ips, eval_ips = measure(cfg, x[:n], y[:n], runtime_for(precision, fmt),
+                                              args.repeat)
+            rows.append(Row(name, flops, cfg.batch_size, n, precision, fmt, train_ips, eval_ips,
+                            load, c.others))
+            print(f"  {name} {precision} {fmt}: {train_ips:,.1f} train img/s, "
+                  f"{eval_ips:,.1f} eval img/s (load {load:.2f})", file=sys.stderr, flush=True)
+    return rows
+
+
+# ---- tables -----------------------------------------------------------------------------------
+
+
+def cpu_description() -> str:
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f") if f in flags]
+    return (f"{model}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
+            f"ISA {torch.backends.cpu.get_cpu_capability()}, bf16/matrix units: "
+            f"{', '.join(bf16) or 'none (no avx512_bf16, no AMX)'}")
+
+
+def table(rows: list[Row]) -> str:
+    out = ["| preset | fwd GFLOP/img | batch | images | precision | memory format "
+           "| train img/s | epoch of 45k (s) | eval img/s | load avg 1 min | other procs (cores) |",
+           "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        others = "n/a" if r.others is None else f"{r.others:.2f}"
+        out.append(f"| {r.preset} | {r.gflops:.3f} | {r.batch} | {r.images} | {r.precision} "
+                   f"| {r.memory_format} | {r.train_ips:,.1f} | {r.epoch_s:,.0f} "
+                   f"| {r.eval_ips:,.1f} | {r.load:.2f} | {others} |")
+    return "\n".join(out)
+
+
+def summary(rows: list[Row]) -> str:
+    """Per setting: geometric-mean speed against fp32 + contiguous, and presets where fastest."""
+    base = {r.preset: r for r in rows if (r.precision, r.memory_format) == ("fp32", "contiguous")}
+    settings = sorted({(r.precision, r.memory_format) for r in rows})
+    fastest: dict[tuple[str, str], int] = {}
+    for preset in {r.preset for r in rows}:
+        best = max((r for r in rows if r.preset == preset), key=lambda r: r.train_ips)
+        key = (best.precision, best.memory_format)
+        fastest[key] = fastest.get(key, 0) + 1
+    out = ["| precision | memory format | train speed vs fp32 contiguous (geo. mean) "
+           "| eval speed vs fp32 contiguous | presets where fastest (train) |",
+           "| --- | --- | ---: | ---: | ---: |"]
+    for key in settings:
+        sel = [r for r in rows if (r.precision, r.memory_format) == key and r.preset in base]
+        if not sel:
+            continue
+        tr = math.exp(sum(math.log(r.train_ips / base[r.preset].train_ips) for r in sel) / len(sel))
+        ev = math.exp(sum(math.log(r.eval_ips / base[r.preset].eval_ips) for r in sel) / len(sel))
+        out.append(f"| {key[0]} | {key[1]} | {tr:.2f}x | {ev:.2f}x | {fastest.get(key, 0)} |")
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None,
+                   help="cifar10.npz or cifar-10-batches-py/ (default: /work/data/cifar10.npz)")
+    p.add_argument("--presets", help="comma-separated (default: all of PRESETS)")
+    p.add_argument("--images", type=int, help="training images timed per preset (default: PLAN)")
+    p.add_argument("--batch-size", type=int, help="batch size for every preset (default: PLAN)")
+    p.add_argument("--precisions", default=",".join(PRECISIONS), help="fp32,bf16")
+    p.add_argument("--formats", default=",".join(FORMATS), help="contiguous,channels_last")
+    p.add_argument("--max-load", type=float, default=2.5,
+                   help="wait before each measurement until the 1-min load average is below this")
+    p.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait at most")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK[0]} only, {QUICK[1]} images, batch {QUICK[2]}: a smoke test")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed epochs per setting; the best is kept (default: 1)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    args.precisions = tuple(v for v in args.precisions.split(",") if v)
+    args.formats = tuple(v for v in args.formats.split(",") if v)
+    bad = [v for v in args.precisions if v not in PRECISIONS]
+    bad += [v for v in args.formats if v not in FORMATS]
+    names = args.presets.split(",") if args.presets else list(PRESETS)
+    bad += [n for n in names if n not in PRESETS]
+    if bad:
+        p.error(f"unknown value {bad[0]!r} (presets: {', '.join(PRESETS)}; precisions: "
+                f"{', '.join(PRECISIONS)}; formats: {', '.join(FORMATS)})")
+    if args.quick:
+        names = [args.presets.split(",")[0] if args.presets else QUICK[0]]
+        args.images = args.images or QUICK[1]
+        args.batch_size = args.batch_size or QUICK[2]
+    args.names = names
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as `cifar-search run` does
+    arrays = load_cifar10(args.data, download=False)
+    plans = {n: (args.images or PLAN.get(n, (256, None))[0],
+                 args.batch_size or PLAN.get(n, (256, None))[1]) for n in args.names}
+    most = max(images for images, _ in plans.values())
+    x, y = device_arrays(arrays.train_x[:most], arrays.train_y[:most], "cpu")
+    start = time.perf_counter()
+    rows: list[Row] = []
+    for name in args.names:
+        images, batch = plans[name]
+        rows += bench_preset(name, images, batch, x, y, args)
+    default = resolve_runtime("cpu").describe()
+    print(f"# CPU throughput, {datetime.date.today()}\n")
+    print(f"- device: {cpu_description()}")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}, "
+          f"data {arrays.source}, {time.perf_counter() - start:.0f} s in all")
+    print(f"- command: `python bench/bench_cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}`")
+    print(f"- resolve_runtime('cpu') default: {default['precision']}, "
+          f"channels_last={default['channels_last']}")
+    print(f"- each figure: the best of {args.repeat} epoch(s) of `images` training images "
+          "through cifar_search.trainer.train after a one-batch warm-up (evaluation: the same "
+          "images, no TTA); the epoch of 45k is extrapolated\n")
+    print(table(rows))
+    print()
+    print(summary(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of bench/RESULTS.md on a lent H100, through the `device` tool's calls.
+#
+# Here, on the development machine, once:
+#   bash bench/gpu.sh prepare
+# copies the three CIFAR-10 parts (/work/shared/data/cifar10, 45 MB each: one fits in a call)
+# into .carry/ and downloads the wheels the device image lacks (optuna and its SQL stack) into
+# .whl/; git ignores both.
+#
+# Then one device call per line (`run`, kind nvidia-h100-x1, timeout_s 600), back to back: the
+# machine goes back after 30 s idle and with it everything stashed outside the checkout.
+#   1. carry [".whl", ".carry/cifar10.npz.xz.part00"]  bash bench/gpu.sh stash
+#   2. carry [".carry/cifar10.npz.xz.part01"]          bash bench/gpu.sh stash
+#   3. carry [".carry/cifar10.npz.xz.part02"]          bash bench/gpu.sh stash unpack env fast94 davidnet
+#   4.                                                 bash bench/gpu.sh search-run
+#   5.                                                 bash bench/gpu.sh search-retrain
+#   6. (optional)                                      bash bench/gpu.sh fast94-compile
+# Each call's markdown, JSON and logs come back from $OUT (8 files at most per call); paste the
+# .md files into bench/RESULTS.md. About 20 minutes of device time in all.
+#
+# Without the device tool (any CUDA machine with the data at $DATA and the package installed):
+#   DATA=~/data/cifar10.npz OUT=bench-out bash bench/gpu.sh env fast94 davidnet search-run search-retrain
+set -euo pipefail
+
+WORK=${WORK:-/root/cifar-search-gpu}  # outside the checkout: survives between calls while warm
+DATA=${DATA:-$WORK/data/cifar10.npz}
+OUT=${OUT:-$WORK/out}
+SHA256=230c399fa45afdfcc1ef5e09d1e37e078dc426b4ef8f90a43b2f4d145c00e5d0  # cifar10.npz
+PY=${PYTHON:-python3}
+read -r -a EXTRA <<< "${BENCH_ARGS:-}"  # e.g. BENCH_ARGS="--tiny" to try this script on a CPU
+export PYTHONPATH="$PWD:$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$WORK/parts" "$WORK/runs" "$OUT"
+
+step_prepare() {  # on the development machine
+  mkdir -p .carry .whl
+  cp /work/shared/data/cifar10/cifar10.npz.xz.part0? .carry/
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .whl \
+    optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 Mako==1.4.3 SQLAlchemy==2.1.9 \
+    torchinfo==1.8.0
+  du -sh .carry .whl
+}
+
+step_stash() {  # parts and wheels carried in this call -> $WORK
+  if compgen -G ".carry/cifar10.npz.xz.part*" >/dev/null; then
+    cp .carry/cifar10.npz.xz.part* "$WORK/parts/"
+  fi
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$WORK/site" .whl/*.whl
+  fi
+  ls -la "$WORK/parts"
+}
+
+step_unpack() {
+  mkdir -p "$(dirname "$DATA")"
+  if [[ -f $DATA ]] && [[ $(sha256sum "$DATA" | cut -d' ' -f1) == "$SHA256" ]]; then
+    echo "$DATA: there, verified"; return
+  fi
+  cat "$WORK"/parts/cifar10.npz.xz.part0{0,1,2} | xz -dc > "$DATA.tmp"
+  [[ $(sha256sum "$DATA.tmp" | cut -d' ' -f1) == "$SHA256" ]] || { echo "checksum mismatch" >&2; exit 1; }
+  mv "$DATA.tmp" "$DATA"; echo "$DATA: written, verified"
+}
+
+step_env() {
+  { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
+      || echo "no nvidia-smi"
+    lscpu | grep -E "Model name|^CPU\(s\)"
+    $PY -c "import torch, optuna, cifar_search; print('torch', torch.__version__, 'cuda',
+torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'optuna', optuna.__version__)"
+  } 2>&1 | tee "$OUT/env.txt"
+}
+
+bench() {  # NAME ARGS...: bench/bench_gpu.py ARGS, markdown and JSON to $OUT/NAME.*
+  local name=$1; shift
+  $PY bench/bench_gpu.py "$@" "${EXTRA[@]}" --data "$DATA" --json "$OUT/$name.json" 2>&1 \
+    | tee "$OUT/$name.md"
+}
+
+step_fast94() { bench fast94 fast94 --seeds 5; }
+step_fast94_compile() { bench fast94-compile fast94 --seeds 5 --compile; }
+step_davidnet() { bench davidnet davidnet --epochs 24 --peak-tflops 989; }
+
+step_search_run() {  # in its own session, so a call cut at 600 s does not kill it
+  rm -rf "$WORK/runs/search"
+  setsid nohup $PY bench/bench_gpu.py search --step run --timeout 480 --out "$WORK/runs/search" \
+    "${EXTRA[@]}" --data "$DATA" > "$WORK/runs/search-run.out" 2>&1 < /dev/null &
+  wait_for "$WORK/runs/search/run.json" 570
+  cp "$WORK/runs/search-run.out" "$OUT/" ; cp "$WORK/runs/search/search.log" "$OUT/" || true
+}
+
+step_search_retrain() {
+  wait_for "$WORK/runs/search/run.json" 300
+  bench search search --step retrain --timeout 480 --out "$WORK/runs/search"
+  cp "$WORK/runs/search/search.log" "$WORK/runs/search/retrain-best/metrics.json" "$OUT/" || true
+  cp "$WORK/runs/search/retrain-best/MODEL.md" "$OUT/search-MODEL.md" || true
+}
+
+wait_for() {  # FILE SECONDS
+  local i
+  for ((i = 0; i < $2; i += 5)); do [[ -f $1 ]] && return 0; sleep 5; done
+  echo "not there after $2 s: $1 (still running? call the step again)" >&2; return 1
+}
+
+for step in "$@"; do
+  echo "== $step"
+  "step_${step//-/_}"
+done

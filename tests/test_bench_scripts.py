@@ -1,0 +1,81 @@
+"""The benchmark scripts run end to end on the CPU: ``bench_gpu.py`` modes with ``--tiny``,
+``bench_cpu.py --quick``, as subprocesses on a generated data set, printing their tables.
+
+They prove the scripts work where no GPU is lent; the numbers they print mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--tiny", "--tiny-images", "64"]  # 64 images: seconds even for davidnet on 2 cores
+
+
+def _run(script: str, *args: str, timeout: float = 120) -> str:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{script} {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_bench_cpu_quick_prints_every_setting(synthetic_npz: Path, tmp_path: Path) -> None:
+    out = _run("bench_cpu.py", "--quick", "--data", str(synthetic_npz), "--max-wait", "0",
+               "--json", str(tmp_path / "cpu.json"))
+    assert "| preset | fwd GFLOP/img | batch | images | precision | memory format " in out
+    rows = [line for line in out.splitlines() if line.startswith("| rdfia-alexnet |")]
+    assert len(rows) == 4  # fp32 / bf16 x contiguous / channels_last
+    assert "train speed vs fp32 contiguous" in out
+    assert "resolve_runtime('cpu') default:" in out
+    data = json.loads((tmp_path / "cpu.json").read_text())
+    assert {(r["precision"], r["memory_format"]) for r in data} == {
+        ("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"),
+        ("bf16", "channels_last")}
+    assert all(r["train_ips"] > 0 and r["eval_ips"] > 0 for r in data)
+
+
+def test_bench_gpu_fast94_tiny(synthetic_npz: Path, tmp_path: Path) -> None:
+    record = tmp_path / "fast94.json"
+    out = _run("bench_gpu.py", "fast94", *TINY, "--data", str(synthetic_npz),
+               "--json", str(record))
+    assert "# fast94: time to 94%" in out and "--tiny: CPU smoke run" in out
+    assert "| seed | test acc (%) | training time, all epochs (s) | time to target (s)" in out
+    assert "test accuracy, mean ± std over 2 seeds" in out
+    data = json.loads(record.read_text())
+    assert [s["seed"] for s in data["seeds"]] == [0, 1]
+    assert all(s["train_seconds"] > 0 and 0 <= s["test_acc"] <= 1 for s in data["seeds"])
+    assert data["config"]["model"]["family"] == "airbench" and data["config"]["epochs"] == 1
+
+
+def test_bench_gpu_davidnet_tiny(synthetic_npz: Path, tmp_path: Path) -> None:
+    record = tmp_path / "davidnet.json"
+    out = _run("bench_gpu.py", "davidnet", *TINY, "--data", str(synthetic_npz),
+               "--peak-tflops", "1", "--json", str(record))
+    assert "| epoch | train loss | test acc (%) | train img/s | MFU (%) |" in out
+    assert "MFU" in out and "against 1 TFLOP/s" in out
+    data = json.loads(record.read_text())
+    assert data["forward_flops"] > 7e8  # ResNet-9: 0.76 GFLOP per image
+    assert len(data["epochs"]) == 1 and data["images_per_s"] > 0
+    assert data["mfu"] == pytest.approx(3 * data["forward_flops"] * data["images_per_s"] / 1e12)
+
+
+def test_bench_gpu_search_tiny(synthetic_npz: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "search"
+    out = _run("bench_gpu.py", "search", *TINY, "--data", str(synthetic_npz),
+               "--out", str(out_dir), "--json", str(tmp_path / "search.json"))
+    assert "| cifar-search run |" in out and "| cifar-search retrain best |" in out
+    assert (out_dir / "gpu8.db").is_file()
+    assert (out_dir / "retrain-best" / "metrics.json").is_file()
+    data = json.loads((tmp_path / "search.json").read_text())
+    assert data["run_seconds"] > 0 and data["retrain_seconds"] > 0
+    assert 0 <= data["test_acc"] <= 1
+    # a second run refuses to resume the old study silently
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_gpu.py"), "search",
+                           *TINY, "--data", str(synthetic_npz), "--out", str(out_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "exists" in proc.stderr
