@@ -13,7 +13,11 @@ with the batch size once it is past ~32.
 
 The reference machine is shared, so beside every figure stand the 1-minute load average before
 it and the cores other processes kept busy during it (``/proc/stat`` minus this process's CPU
-time); with ``--max-load`` the script waits for a quieter machine before each measurement.
+time); with ``--max-load`` the script waits for a quieter machine before each measurement, and
+``--repeat N`` keeps the best of N timed epochs. When other processes hold a core, OpenMP's
+spinning barriers make 2 threads several times slower than 1: run with
+``OMP_WAIT_POLICY=PASSIVE`` (read when torch loads, so set it in the environment) to compare
+settings fairly on a shared machine.
 
     python bench/bench_cpu.py                            # every preset (~15 min on 2 cores)
     python bench/bench_cpu.py --presets fast94,davidnet --images 256
@@ -166,7 +170,8 @@ def bench_preset(
     args: argparse.Namespace,
 ) -> list[Row]:
     preset_cfg = PRESETS[name].config
-    cfg = preset_cfg.replace(batch_size=batch or preset_cfg.batch_size)
+    # early stopping needs a validation loader, which throughput runs do without
+    cfg = preset_cfg.replace(batch_size=batch or preset_cfg.batch_size, early_stopping=0)
     n = max(images - images % cfg.batch_size, cfg.batch_size)
     flops = count_flops(create_model(cfg.model), cfg.model.input_size) / 1e9
     rows = []
@@ -205,7 +210,8 @@ def cpu_description() -> str:
 
 def table(rows: list[Row]) -> str:
     out = ["| preset | fwd GFLOP/img | batch | images | precision | memory format "
-           "| train img/s | epoch of 45k (s) | eval img/s | load avg 1 min | other procs (cores) |",
+           "| train img/s | epoch of 45k (s) | eval img/s | load avg 1 min "
+           "| other procs (cores) |",
            "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         others = "n/a" if r.others is None else f"{r.others:.2f}"
@@ -231,10 +237,14 @@ def summary(rows: list[Row]) -> str:
         sel = [r for r in rows if (r.precision, r.memory_format) == key and r.preset in base]
         if not sel:
             continue
-        tr = math.exp(sum(math.log(r.train_ips / base[r.preset].train_ips) for r in sel) / len(sel))
-        ev = math.exp(sum(math.log(r.eval_ips / base[r.preset].eval_ips) for r in sel) / len(sel))
+        tr = _geomean([r.train_ips / base[r.preset].train_ips for r in sel])
+        ev = _geomean([r.eval_ips / base[r.preset].eval_ips for r in sel])
         out.append(f"| {key[0]} | {key[1]} | {tr:.2f}x | {ev:.2f}x | {fastest.get(key, 0)} |")
     return "\n".join(out)
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -292,8 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# CPU throughput, {datetime.date.today()}\n")
     print(f"- device: {cpu_description()}")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}, "
-          f"data {arrays.source}, {time.perf_counter() - start:.0f} s in all")
-    print(f"- command: `python bench/bench_cpu.py {' '.join(sys.argv[1:] if argv is None else argv)}`")
+          f"data {arrays.source}, {time.perf_counter() - start:.0f} s in all; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"- command: `python bench/bench_cpu.py {command}`")
     print(f"- resolve_runtime('cpu') default: {default['precision']}, "
           f"channels_last={default['channels_last']}")
     print(f"- each figure: the best of {args.repeat} epoch(s) of `images` training images "

@@ -30,6 +30,7 @@ smoke-budget search), to prove it runs where no GPU is lent. Markdown goes to st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -38,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import count_flops, create_model
 from cifar_search.presets import get_preset
 from cifar_search.runtime import Runtime, resolve_runtime, seed_everything
-from cifar_search.trainer import EpochMetrics, TrainResult, evaluate, train
+from cifar_search.trainer import EpochMetrics, TrainResult, train
 
 DEFAULT_DATA = Path("/work/data/cifar10.npz")
 EVAL_BATCH = 1000  # test images per evaluation step (10,000 = 10 equal batches)
@@ -111,13 +111,14 @@ def device_name(rt: Runtime) -> str:
 
 def header(title: str, rt: Runtime, data: Data, args: argparse.Namespace) -> str:
     r = rt.describe()
-    cudnn = torch.backends.cudnn.version() if rt.device.type == "cuda" else None
+    cudnn = torch.backends.cudnn.version() if rt.device.type == "cuda" else None  # type: ignore[no-untyped-call]
+    tiny = " (--tiny: CPU smoke run, not a result)" if args.tiny else ""
+    cuda = f", CUDA {torch.version.cuda}, cuDNN {cudnn}" if cudnn else ""
     lines = [
-        f"# {title}, {datetime.date.today()}{' (--tiny: CPU smoke run, not a result)' if args.tiny else ''}\n",
+        f"# {title}, {datetime.date.today()}{tiny}\n",
         f"- device: {device_name(rt)}; {r['precision']}, channels_last={r['channels_last']}, "
         f"compile={r['compile']}",
-        f"- torch {torch.__version__}" + (f", CUDA {torch.version.cuda}, cuDNN {cudnn}"
-                                          if cudnn else "") + f", Python {platform.python_version()}",
+        f"- torch {torch.__version__}{cuda}, Python {platform.python_version()}",
         f"- data: {data.source}: {len(data.train_y):,} training, {len(data.test_y):,} test images",
         f"- command: `python bench/bench_gpu.py {' '.join(args.argv)}`\n",
     ]
@@ -196,31 +197,45 @@ def emit(text: str, record: dict[str, Any], args: argparse.Namespace) -> None:
 # ---- fast94 -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    seed: int
+    test_acc: float  # after the last epoch, with the preset's TTA
+    test_acc_per_epoch: list[float]
+    train_seconds: float  # all epochs, evaluation excluded
+    seconds_to_target: float | None  # training clock at the first epoch reaching the target
+    epoch_of_target: int | None
+    images_per_s: list[float]  # per epoch
+
+
+def fast94_seed(cfg: TrainConfig, data: Data, rt: Runtime, seed: int, target: float) -> SeedRun:
+    _, result, clock = run_one(cfg, data, rt, seed)
+    clock_s = clock.train_seconds()
+    accs = [m.val_acc for m in result.history]
+    hit = next((i for i, a in enumerate(accs) if a >= target), None)
+    return SeedRun(seed, accs[-1], accs, clock_s[-1], None if hit is None else clock_s[hit],
+                   None if hit is None else hit + 1, [m.images_per_s for m in result.history])
+
+
 def cmd_fast94(args: argparse.Namespace) -> int:
     rt = make_runtime(args)
     data = load_data(args.data, rt.device, args.tiny_images if args.tiny else None)
     cfg = tiny_config(get_preset("fast94").config, args.tiny, args.epochs)
     seeds = list(range(args.seed, args.seed + (min(args.seeds, 2) if args.tiny else args.seeds)))
     warm_up(cfg, data, rt, args.warmup)
-    rows, per_seed = [], []
+    runs, rows = [], []
     for seed in seeds:
-        _, result, clock = run_one(cfg, data, rt, seed)
-        clock_s = clock.train_seconds()
-        accs = [m.val_acc for m in result.history]
-        hit = next((i for i, a in enumerate(accs) if a >= args.target), None)
-        to_target = None if hit is None else clock_s[hit]
-        per_seed.append({"seed": seed, "test_acc": accs[-1], "test_acc_per_epoch": accs,
-                         "train_seconds": clock_s[-1], "seconds_to_target": to_target,
-                         "epoch_of_target": None if hit is None else hit + 1,
-                         "images_per_s": [m.images_per_s for m in result.history]})
-        rows.append(f"| {seed} | {100 * accs[-1]:.2f} | {clock_s[-1]:.2f} | "
-                    f"{'-' if to_target is None else f'{to_target:.2f} (epoch {hit + 1})'} | "
-                    f"{statistics.fmean(m.images_per_s for m in result.history):,.0f} |")
-        print(f"  seed {seed}: {100 * accs[-1]:.2f}% in {clock_s[-1]:.2f} s", file=sys.stderr,
-              flush=True)
-    accs = [s["test_acc"] for s in per_seed]
-    secs = [s["train_seconds"] for s in per_seed]
-    hits = [s["seconds_to_target"] for s in per_seed if s["seconds_to_target"] is not None]
+        r = fast94_seed(cfg, data, rt, seed, args.target)
+        runs.append(r)
+        hit = "-" if r.seconds_to_target is None else (
+            f"{r.seconds_to_target:.2f} (epoch {r.epoch_of_target})")
+        rows.append(f"| {seed} | {100 * r.test_acc:.2f} | {r.train_seconds:.2f} | {hit} | "
+                    f"{statistics.fmean(r.images_per_s):,.0f} |")
+        print(f"  seed {seed}: {100 * r.test_acc:.2f}% in {r.train_seconds:.2f} s",
+              file=sys.stderr, flush=True)
+    accs = [r.test_acc for r in runs]
+    secs = [r.train_seconds for r in runs]
+    hits = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
     mean_acc = statistics.fmean(accs)
     text = "\n".join([
         header("fast94: time to 94%", rt, data, args),
@@ -239,9 +254,9 @@ def cmd_fast94(args: argparse.Namespace) -> int:
         f"{statistics.fmean(hits):.2f} s" if hits else "- time to target: no seed reached it",
     ])
     record = {"mode": "fast94", "device": rt.describe(), "config": cfg.to_dict(),
-              "target": args.target, "seeds": per_seed, "test_acc_mean": mean_acc,
-              "train_seconds_mean": statistics.fmean(secs), "date": str(datetime.date.today()),
-              "tiny": args.tiny, "argv": args.argv}
+              "target": args.target, "seeds": [dataclasses.asdict(r) for r in runs],
+              "test_acc_mean": mean_acc, "train_seconds_mean": statistics.fmean(secs),
+              "date": str(datetime.date.today()), "tiny": args.tiny, "argv": args.argv}
     emit(text, record, args)
     return 0
 
@@ -256,7 +271,7 @@ def cmd_davidnet(args: argparse.Namespace) -> int:
     flops = count_flops(create_model(cfg.model), cfg.model.input_size)
     peak = args.peak_tflops * 1e12
     warm_up(cfg, data, rt, args.warmup)
-    model, result, clock = run_one(cfg, data, rt, args.seed)
+    _, result, clock = run_one(cfg, data, rt, args.seed)
     clock_s = clock.train_seconds()
     rows, epochs = [], []
     for m, t in zip(result.history, clock_s, strict=True):

@@ -7,6 +7,7 @@ They prove the scripts work where no GPU is lent; the numbers they print mean no
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--tiny", "--tiny-images", "64"]  # 64 images: seconds even for davidnet on 2 cores
+# OpenMP threads that sleep at barriers instead of spinning: on a CPU shared with other test
+# processes, spinning makes 2 threads several times slower than 1 (bench/RESULTS.md)
+ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def _run(script: str, *args: str, timeout: float = 120) -> str:
     proc = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False, env=ENV)
     assert proc.returncode == 0, f"{script} {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -77,5 +81,6 @@ def test_bench_gpu_search_tiny(synthetic_npz: Path, tmp_path: Path) -> None:
     # a second run refuses to resume the old study silently
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_gpu.py"), "search",
                            *TINY, "--data", str(synthetic_npz), "--out", str(out_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+                          env=ENV)
     assert proc.returncode == 2 and "exists" in proc.stderr
