@@ -7,9 +7,14 @@ batch on (worker start-up excluded), after a warm-up epoch; the best of ``--repe
 kept, so load from other processes on a shared machine distorts it less. Prints a markdown
 table to stdout.
 
+``--epoch-preset NAME`` adds a second table: one training epoch of that preset through the real
+:func:`cifar_search.trainer.train`, fed once by ``DeviceLoader`` + ``BatchAugment`` and once by
+a ``DataLoader`` of PIL images with the same augmentations (torchvision v2), so the gain is
+measured where it matters, in epoch time.
+
 Usage:
     python bench/bench_loader.py [--data PATH] [--n 10000] [--batch-size 512] [--device cpu]
-                                 [--repeat 3]
+                                 [--repeat 3] [--epoch-preset rdfia-alexnet]
 """
 
 from __future__ import annotations
@@ -98,6 +103,67 @@ def theirs(dataset: PilDataset, batch: int, workers: int, repeat: int) -> float:
     return max(images_per_s(loader, "cpu") for _ in range(repeat))
 
 
+class PilLoader:
+    """A torchvision ``DataLoader`` in the shape the trainer takes (``set_epoch``, ``len``)."""
+
+    def __init__(self, dataset: PilDataset, batch: int, workers: int) -> None:
+        self.loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+                                 num_workers=workers, persistent_workers=workers > 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass  # the DataLoader reshuffles by itself
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.loader)
+
+
+def pil_transform(cfg: AugmentConfig, input_size: int) -> v2.Compose:
+    """torchvision v2 on PIL for what the presets of this benchmark use: crop (padded, or a
+    random ``input_size`` crop without padding) and flip."""
+    crop = (v2.RandomCrop(input_size) if cfg.crop_padding == 0
+            else v2.RandomCrop(32, padding=cfg.crop_padding, padding_mode=cfg.padding_mode))
+    ops = [crop] + ([v2.RandomHorizontalFlip()] if cfg.flip != "none" else [])
+    return v2.Compose([*ops, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def epoch_seconds(preset: str, x: np.ndarray, y: np.ndarray, device: str) -> list[str]:
+    """One timed epoch (after a warm-up epoch) of ``preset`` fed both ways."""
+    import dataclasses
+
+    from cifar_search.models import create_model
+    from cifar_search.presets import get_preset
+    from cifar_search.runtime import resolve_runtime
+    from cifar_search.trainer import train
+
+    cfg = dataclasses.replace(get_preset(preset).config, epochs=1)
+    runtime = resolve_runtime(device)
+    tx, ty = device_arrays(x, y, device)
+    size = cfg.model.input_size
+    feeds = {
+        "DeviceLoader + BatchAugment": lambda: DeviceLoader(
+            tx, ty, cfg.batch_size, augment=BatchAugment(cfg.augment, input_size=size),
+            shuffle=True, drop_last=True),
+        "DataLoader, PIL, 2 workers": lambda: PilLoader(
+            PilDataset(x, y, pil_transform(cfg.augment, size)), cfg.batch_size, 2),
+        "DataLoader, PIL, 0 workers": lambda: PilLoader(
+            PilDataset(x, y, pil_transform(cfg.augment, size)), cfg.batch_size, 0),
+    }
+    rows = []
+    for name, make in feeds.items():
+        warm = make()
+        train(create_model(cfg.model), cfg, warm, None, runtime, seed=0, max_epochs=1)
+        loader = make()
+        start = time.perf_counter()
+        result = train(create_model(cfg.model), cfg, loader, None, runtime, seed=0)
+        seconds = time.perf_counter() - start
+        rows.append(f"| {preset} | {name} | {len(x):,} | {seconds:.1f} | "
+                    f"{result.history[-1].images_per_s:,.0f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None)
@@ -105,11 +171,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs; the best is kept")
+    parser.add_argument("--epoch-preset", help="also time one training epoch of this preset")
+    parser.add_argument("--skip-augment", action="store_true", help="only the epoch table")
     args = parser.parse_args()
     arrays = load_cifar10(args.data, download=False)
     x, y = arrays.train_x[: args.n], arrays.train_y[: args.n]
     rows = []
-    for name, (cfg, transform) in recipes().items():
+    for name, (cfg, transform) in ([] if args.skip_augment else recipes().items()):
         dataset = PilDataset(x, y, transform)
         mine = ours(x, y, cfg, args.batch_size, args.device, args.repeat)
         base = {w: theirs(dataset, args.batch_size, w, args.repeat) for w in (2, 0)}
@@ -125,6 +193,12 @@ def main() -> None:
           "| DataLoader, PIL, 0 workers | speed-up vs 2 workers | speed-up vs 0 workers |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
+    if args.epoch_preset:
+        print("\nOne training epoch through `cifar_search.trainer.train` (warm-up epoch first; "
+              "wall time includes the loader):\n")
+        print("| preset | fed by | images | epoch s | train images/s |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        print("\n".join(epoch_seconds(args.epoch_preset, x, y, args.device)))
 
 
 if __name__ == "__main__":

@@ -34,3 +34,8 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
         self.step = step
         self.loss = loss
+
+
+class SurplusTrial(Exception):
+    """The study already has its N trials finished or training, so this one does not train
+    (parallel workers raced for the last slot; see ``cifar_search.study.has_slot``)."""

@@ -6,8 +6,11 @@ Separated from the CLI so that tests, notebooks and worker processes start searc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from cifar_search.space_file import dump_space, load_space
 from cifar_search.storage import default_url, open_storage
 from cifar_search.study import (
     RunResult,
+    SlotClaim,
     count_finished,
     create_or_resume,
     enqueue_presets,
@@ -62,17 +66,23 @@ class SearchSettings:
     precision: str = "auto"
     progress: bool = True
     parallel: bool | None = None  # other workers share the study (default: not SQLite)
+    worker: int | None = None  # index among the local workers of `--workers N` (None: alone)
 
 
 @dataclass
 class Search:
+    """An opened study and, once data is attached (:func:`prepare_search`), its objective."""
+
     settings: SearchSettings
     study: optuna.Study
-    objective: Objective
     budget: Budget
     runtime: Runtime
+    space: Space
+    constraints: Constraints
+    storage_url: str
     enqueued: list[str]
     retried: int
+    objective: Objective | None = None
 
     def describe(self) -> str:
         b, r = self.budget, self.runtime.describe()
@@ -94,6 +104,8 @@ class Search:
 
     def run(self) -> RunResult:
         s = self.settings
+        if self.objective is None:
+            raise RuntimeError("Search.run needs data: build it with prepare_search")
         progress = TrialProgress(s.trials, count_finished(self.study), self.budget.epochs,
                                  enabled=s.progress)
         self.objective.on_epoch = progress.on_epoch
@@ -122,6 +134,24 @@ class Search:
 
 def prepare_search(s: SearchSettings) -> Search:
     """Validate everything, open or resume the study, load the data once. Nothing trains yet."""
+    search = open_search(s)
+    arrays = load_cifar10(s.data)
+    data = TrialData.build(arrays, search.budget, search.runtime.device)
+    objective = Objective(data=data, space=search.space, budget=search.budget,
+                          runtime=search.runtime, study_seed=s.seed, objectives=s.objectives,
+                          constraints=search.constraints, admit=SlotClaim(s.trials),
+                          tags={"worker": worker_name(s.worker)})
+    if len(s.objectives) == 1:
+        objective.on_model = TopKCheckpoints(_artifacts_for(search.storage_url, s.study),
+                                             s.keep_top_k)
+    search.objective = objective
+    return search
+
+
+def open_search(s: SearchSettings) -> Search:
+    """Every check that needs no data, then create or resume the study. A standalone process
+    (``s.worker is None``) also queues the warm start and the retries of interrupted trials;
+    the local workers of ``--workers N`` leave that to the process that started them."""
     for o in s.objectives:
         if o not in OBJECTIVES:
             raise ConfigError(f"unknown objective {o!r} (known: {', '.join(OBJECTIVES)}).")
@@ -145,24 +175,36 @@ def prepare_search(s: SearchSettings) -> Search:
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
-    # mixing the resume point into the seed: a resumed study does not replay its first params
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
-    sampler = make_sampler(sampler_name, s.seed + _n_trials(storage, s.study), multi=multi,
-                           parallel=parallel)
+    seed = sampler_seed(s.seed, _n_trials(storage, s.study), s.worker, parallel=parallel)
+    sampler = make_sampler(sampler_name, seed, multi=multi, parallel=parallel)
     pruner = make_pruner(s.pruner or budget.pruner, budget)
     settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
                 "space": dump_space(space), "created_with": json.dumps(runtime.describe())}
     study = create_or_resume(storage, s.study, sampler=sampler, pruner=pruner,
                              objectives=s.objectives, settings=settings)
-    arrays = load_cifar10(s.data)
-    data = TrialData.build(arrays, budget, runtime.device)
-    objective = Objective(data=data, space=space, budget=budget, runtime=runtime,
-                          study_seed=s.seed, objectives=s.objectives, constraints=constraints)
-    if not multi:
-        objective.on_model = TopKCheckpoints(_artifacts_for(storage_url, s.study), s.keep_top_k)
-    retried = retry_interrupted(study)
-    enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
-    return Search(s, study, objective, budget, runtime, enqueued, retried)
+    retried, enqueued = 0, []
+    if s.worker is None:
+        retried = retry_interrupted(study)
+        enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
+    return Search(s, study, budget, runtime, space, constraints, storage_url, enqueued, retried)
+
+
+def sampler_seed(seed: int, n_trials: int, worker: int | None, *, parallel: bool) -> int:
+    """The sampler's seed: the study seed mixed with the resume point, so a resumed study does
+    not replay its first params, and, where workers share the study, with the worker (its
+    index, or host and pid for a process started on its own), so they do not sample alike."""
+    if not parallel and worker is None:
+        return seed + n_trials
+    who = worker_name(worker)
+    digest = hashlib.blake2b(f"{seed}:{n_trials}:{who}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def worker_name(worker: int | None) -> str:
+    """How a trial names the process that ran it: ``host/pid``, with ``#i`` for a local worker."""
+    name = f"{socket.gethostname()}/{os.getpid()}"
+    return name if worker is None else f"{name}#{worker}"
 
 
 def _n_trials(storage: optuna.storages.BaseStorage, study: str) -> int:

@@ -24,7 +24,7 @@ from cifar_search.augment import BatchAugment
 from cifar_search.budget import Budget
 from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, stratified_subset, train_val_split
-from cifar_search.errors import DivergedError
+from cifar_search.errors import DivergedError, SurplusTrial
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
@@ -113,6 +113,9 @@ class Objective:
     constraints: Constraints = field(default_factory=Constraints)
     on_epoch: Callable[[int, int, EpochMetrics], None] | None = None  # (trial, epoch, metrics)
     on_model: Callable[[optuna.Trial, torch.nn.Module, TrainConfig, float], None] | None = None
+    # before training: False means the study's trials are all taken (see study.SlotClaim)
+    admit: Callable[[optuna.Trial], bool] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)  # extra user attributes (the worker)
     _cost_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
@@ -124,7 +127,7 @@ class Objective:
         seed = trial_seed(self.study_seed, trial.number)
         for key, value in {
             "config": cfg.to_dict(), "seed": seed, "device": self.runtime.describe(),
-            "versions": versions(), "budget": self.budget.name,
+            "versions": versions(), "budget": self.budget.name, **self.tags,
         }.items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("curve", [])
@@ -137,9 +140,13 @@ class Objective:
             if broken:
                 self._end(trial, "infeasible", 0, "; ".join(broken))
                 raise optuna.TrialPruned("infeasible: " + "; ".join(broken))
+            if self.admit is not None and not self.admit(trial):
+                self._end(trial, "surplus", 0, "the study's trials were all taken")
+                raise SurplusTrial(f"trial {trial.number}: the study's trials are all finished "
+                                   "or running; this worker stops")
             model = create_model(cfg.model)
             return self._train(trial, model, cfg, seed, n_params, flops)
-        except optuna.TrialPruned:
+        except (optuna.TrialPruned, SurplusTrial):
             raise
         except DivergedError as exc:
             self._end(trial, "diverged", exc.epoch, str(exc))

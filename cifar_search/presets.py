@@ -97,19 +97,23 @@ _PRESETS: tuple[Preset, ...] = (
         name="rdfia-alexnet",
         config=TrainConfig(
             model=ModelConfig(family="alexnet", width=32, depth=(1, 1, 1), hidden=1000,
-                              dropout=0.5, input_size=28, mean=RDFIA_MEAN, std=RDFIA_STD),
+                              dropout=0.25, input_size=28, mean=RDFIA_MEAN, std=RDFIA_STD),
             augment=AugmentConfig(crop_padding=0, flip="random"),
-            optim=OptimConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0,
+            optim=OptimConfig(optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=0.0,
                               schedule="exponential", gamma=0.95),
             epochs=30,
-            batch_size=128,
+            batch_size=64,
+            tta="flip",
         ),
         source="RDFIA TME 5-6 (Sorbonne)",
         published="none stated (the TME asks for each improvement's gain)",
         notes="The final step of the TME: normalisation with its statistics, random 28x28 crops "
         "without padding + flip (centre crop 28 at test, inside the model), SGD momentum 0.9 "
-        "with ExponentialLR(0.95) stepped per epoch, dropout 0.5 before fc5, BN after every "
-        "conv. lr 0.05, batch 128 and 30 epochs are the TME's ballpark, not stated values.",
+        "with ExponentialLR(0.95) stepped per epoch, dropout before fc5, BN after every conv. "
+        "The TME states none of lr, batch size, dropout rate or epochs; lr 0.02, batch 64, "
+        "dropout 0.25 and flip TTA at evaluation were picked on the validation split "
+        "(10,000 images, 5 epochs, CPU; bench/RESULTS.md): dropout 0.5 and batch 128 at lr "
+        "0.05 reached 55.0% there, this 60.6%.",
     ),
     _resnet("resnet18", (2, 2, 2, 2), "basic",
             "curves only, no final number (pytorch-cifar README: ResNet-18 93.02%)"),

@@ -94,8 +94,26 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_schema_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is another process creating the same tables at the same moment (workers
+    started together on a fresh PostgreSQL database): opening again finds them made."""
+    import sqlalchemy.exc as sa_exc
+
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, sa_exc.IntegrityError):  # a duplicate row or type: theirs landed
+            return True
+        if isinstance(err, sa_exc.ProgrammingError):
+            return "already exists" in str(err).lower()
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def retry_transient(
-    fn: Callable[[], T], *, what: str, limit: float, first: float = 0.5, cap: float = 10.0
+    fn: Callable[[], T], *, what: str, limit: float, first: float = 0.5, cap: float = 10.0,
+    transient: Callable[[BaseException], bool] = is_transient,
 ) -> T:
     """``fn()``, retried with exponential back-off (``first`` doubling up to ``cap`` seconds,
     jittered) while it fails with a transient database error, for at most ``limit`` seconds."""
@@ -106,7 +124,7 @@ def retry_transient(
             result = fn()
         except Exception as exc:
             waited = time.monotonic() - start
-            if not is_transient(exc) or waited + delay > limit:
+            if not transient(exc) or waited + delay > limit:
                 raise
             attempt += 1
             logger.warning("%s: database unavailable (%s); retry %d in %.1f s (gives up after "
@@ -235,7 +253,8 @@ def open_storage(
             )
 
     try:
-        storage = retry_transient(build, what=f"opening {_redact(url)}", limit=connect_seconds)
+        storage = retry_transient(build, what=f"opening {_redact(url)}", limit=connect_seconds,
+                                  transient=lambda e: is_transient(e) or is_schema_race(e))
     except (ImportError, ModuleNotFoundError) as exc:
         raise StudyError(f"storage URL {_redact(url)}: driver missing ({exc}); for PostgreSQL "
                          "install cifar-search[postgres].") from None

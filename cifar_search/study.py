@@ -6,11 +6,18 @@ resumed study runs only what is missing. Infeasible configs (over ``--max-params
 ``--max-flops``) are recorded as pruned, so samplers learn to avoid them, but cost no training
 and do not count. Failed trials (a crash, an interrupt, a dead
 worker) do not count; interrupted and stale ones are retried with the same params.
+
+Several workers (processes, GPUs, machines) can share one study. Trial numbers are handed out
+atomically by the storage, so they settle who goes over the total: before it trains, trial k
+checks that fewer than N trials numbered below k are finished or training (:func:`has_slot`).
+A trial that finds no slot is closed as failed with ``end="surplus"`` (it did not train and does
+not count), its worker stops, and any params it was given from the queue are queued again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +39,9 @@ PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_ERRORS = 3  # a bug that fails every trial stops the study after this many
 MAX_CONSECUTIVE_INFEASIBLE = 50  # a space with nothing within the limits stops after this many
+NOT_COUNTED = ("infeasible", "surplus")  # `end` values of trials that never trained
+SLOT_WAIT = 30.0  # seconds a trial waits for lower-numbered trials still being set up
+CLAIMED = "claimed"  # user attribute: this trial passed its checks and trains
 
 
 def objective_directions(objectives: tuple[str, ...]) -> list[str]:
@@ -97,7 +107,7 @@ def make_pruner(name: str, budget: Budget) -> optuna.pruners.BasePruner:
 
 def counts_toward_total(trial: FrozenTrial) -> bool:
     """Complete or pruned, except infeasible configs (rejected before training, free)."""
-    return trial.user_attrs.get("end") != "infeasible"
+    return trial.user_attrs.get("end") not in NOT_COUNTED
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -114,10 +124,61 @@ class StopAtTotal:
     total: int
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("end") == "surplus":  # the others fill every slot
+            study.stop()
+            return
         states = (*FINISHED, TrialState.RUNNING)
         trials = study.get_trials(deepcopy=False, states=states)
         if sum(map(counts_toward_total, trials)) >= self.total:
             study.stop()
+
+
+def has_slot(study: optuna.Study, number: int, total: int, *, wait: float = SLOT_WAIT) -> bool:
+    """Whether trial ``number`` fits within ``total``: fewer than ``total`` counting trials
+    numbered below it are finished or training.
+
+    Lower-numbered trials still being set up (sampled, costed) may yet turn out infeasible, so
+    they are waited for, at most ``wait`` seconds; after that they are counted as training,
+    which can leave the study one short (the next run makes it up), never one over.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        lower = [t for t in trials if t.number < number]
+        settling = [t for t in lower if t.state == TrialState.RUNNING
+                    and CLAIMED not in t.user_attrs and "end" not in t.user_attrs]
+        if not settling or time.monotonic() > deadline:
+            return sum(map(counts_toward_total, lower)) < total
+        time.sleep(0.2)
+
+
+@dataclass
+class SlotClaim:
+    """The objective's ``admit`` hook: claims one of the study's ``total`` slots for a trial
+    that is about to train, or says there is none left (see :func:`has_slot`)."""
+
+    total: int
+    wait: float = SLOT_WAIT
+
+    def __call__(self, trial: optuna.Trial) -> bool:
+        if not has_slot(trial.study, trial.number, self.total, wait=self.wait):
+            _requeue_fixed_params(trial)
+            return False
+        trial.set_user_attr(CLAIMED, True)
+        return True
+
+
+def _requeue_fixed_params(trial: optuna.Trial) -> None:
+    """Queue a surplus trial's params again if they came from the queue (a preset, a retry),
+    so that a later run with a larger ``--trials`` still trains them."""
+    frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+    if "fixed_params" not in frozen.system_attrs:
+        return
+    keep = {k: v for k, v in frozen.user_attrs.items() if k in ("preset", "retry_of")}
+    trial.study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+        user_attrs=keep, system_attrs=dict(frozen.system_attrs),
+    ))
 
 
 @dataclass

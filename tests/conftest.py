@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from datagen import write_batches, write_npz
+from runhelp import TINY_TOML
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10"  # unpack.sh, MANIFEST.json
@@ -50,3 +51,11 @@ def real_npz() -> Path:
     cache = cache.expanduser()
     subprocess.run(["bash", str(script), str(cache)], check=True, capture_output=True)
     return cache / "cifar10.npz"
+
+
+@pytest.fixture
+def tiny_space(tmp_path: Path) -> Path:
+    """A space file fixing a tiny plain CNN: trials take about a second on one core."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path

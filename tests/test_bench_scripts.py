@@ -1,7 +1,8 @@
 """The benchmark scripts run end to end on the CPU: ``bench_gpu.py`` modes with ``--tiny``,
 ``bench_cpu.py --quick``, as subprocesses on a generated data set, printing their tables.
 
-They prove the scripts work where no GPU is lent; the numbers they print mean nothing.
+``bench_loader.py`` likewise. They prove the scripts work where no GPU is lent; the numbers they
+print mean nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def _run(script: str, *args: str, timeout: float = 120) -> str:
                           capture_output=True, text=True, timeout=timeout, check=False, env=ENV)
     assert proc.returncode == 0, f"{script} {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+def test_bench_loader_times_a_preset_epoch_both_ways(synthetic_npz: Path) -> None:
+    out = _run("bench_loader.py", "--data", str(synthetic_npz), "--n", "256", "--repeat", "1",
+               "--epoch-preset", "rdfia-alexnet")
+    assert "| crop+flip |" in out and "| autoaugment+crop+flip+erasing |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| rdfia-alexnet |")]
+    assert [r.split("|")[2].strip() for r in rows] == [
+        "DeviceLoader + BatchAugment", "DataLoader, PIL, 2 workers", "DataLoader, PIL, 0 workers"]
+    assert all(float(r.split("|")[4]) > 0 for r in rows)
 
 
 def test_bench_cpu_quick_prints_every_setting(synthetic_npz: Path, tmp_path: Path) -> None:

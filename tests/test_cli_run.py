@@ -19,33 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from cifar_search.cli.main import main
-
-TINY_TOML = """\
-[params.family]
-value = "plain_cnn"
-[params.width]
-value = 16
-[params.depth_plain]
-value = "1-1-1"
-[params.input_size]
-value = 32
-[params.hidden]
-value = 0
-[params.batch_size]
-value = 64
-[params.auto_augment]
-value = "none"
-[params.rotate]
-value = false
-"""
-
-
-@pytest.fixture
-def tiny_space(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return path
-
+from runhelp import TINY_TOML
 
 def run_args(tmp_path: Path, data: Path, space: Path, *extra: str) -> list[str]:
     return ["run", "--study", "t", "--storage", f"sqlite:///{tmp_path}/t.db", "--budget",

@@ -22,11 +22,19 @@ EPILOG = """\
 every run and every worker: running again with the same --study resumes and runs only what is
 missing. Ctrl-C closes the running trial as interrupted; the next run retries it.
 
+--workers N starts N worker processes on this machine (one per visible GPU by default with
+--workers auto; on CPU the cores are split between them) that share the study through its
+storage, with one progress display; Ctrl-C stops them all. Processes on other machines join the
+same study by running the same command with the same --storage (PostgreSQL): see
+docs/distributed.md.
+
 examples:
   cifar-search run --trials 200
   cifar-search run --budget cpu --trials 12 --data ~/data/cifar10.npz
   cifar-search run --study small --space studies/small.toml --enqueue-presets davidnet,fast94
   cifar-search run --objectives accuracy,params --sampler nsga2 --trials 100
+  cifar-search run --workers auto                  # one worker per GPU
+  cifar-search run --budget cpu --workers 2        # CPU: one core each
   cifar-search run --storage postgresql://user:pw@db/optuna --study big   # many machines
 """
 
@@ -62,10 +70,17 @@ def register(sub: Any) -> None:
     p.add_argument("--keep-top-k", type=int, default=3, help="checkpoints kept as artifacts")
     p.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between heartbeats; a trial silent for 4x this is retried")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="worker processes on this machine (auto: one per visible GPU, else 1; "
+                   "default: this process alone)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_device_args(p)
     p.set_defaults(func=run)
+
+
+def _workers(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -85,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat, data=args.data, device=args.device,
         precision=args.precision, progress=not args.no_progress,
     )
+    if args.workers is not None:
+        return _run_workers(settings, args.workers)
     search = prepare_search(settings)  # every check happens here, before any training
     print(search.describe(), file=sys.stderr)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -105,6 +122,31 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _run_workers(settings: Any, workers: int | str) -> int:
+    from cifar_search.workers import WorkerPool, default_workers
+
+    n = default_workers(settings.device) if workers == "auto" else int(workers)
+    pool = WorkerPool.open(settings, n)  # every check, and the warm start, before any worker
+    print(pool.describe(), file=sys.stderr)
+    start = time.perf_counter()
+    code = pool.run()
+    minutes = (time.perf_counter() - start) / 60
+    print(pool.search.summary(_finished(pool.search), minutes), file=sys.stderr)
+    if code == 130:
+        print("cifar-search run: interrupted; run the same command again to resume.",
+              file=sys.stderr)
+    elif code:
+        print(f"cifar-search run: error: a worker failed (exit {code}); see its lines above.",
+              file=sys.stderr)
+    return code
+
+
+def _finished(search: Any) -> Any:
+    from cifar_search.study import RunResult, count_finished
+
+    return RunResult(finished=count_finished(search.study), total=search.settings.trials)
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:
