@@ -50,7 +50,7 @@ from cifar_search.data import load_cifar10
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import count_flops, create_model
 from cifar_search.presets import PRESETS
-from cifar_search.runtime import Runtime, resolve_runtime, seed_everything
+from cifar_search.runtime import Runtime, cpu_flags, resolve_runtime, seed_everything
 from cifar_search.trainer import evaluate, train
 
 DEFAULT_DATA = Path("/work/data/cifar10.npz")
@@ -193,13 +193,11 @@ def bench_preset(
 
 def cpu_description() -> str:
     model = platform.processor() or platform.machine()
-    flags: set[str] = set()
+    flags = cpu_flags()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and model in ("", platform.machine()):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     bf16 = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f") if f in flags]

@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -42,9 +42,12 @@ MAX_CONSECUTIVE_INFEASIBLE = 50  # a space with nothing within the limits stops 
 NOT_COUNTED = ("infeasible", "surplus")  # `end` values of trials that never trained
 SLOT_WAIT = 30.0  # seconds a trial waits for lower-numbered trials still being set up
 CLAIMED = "claimed"  # user attribute: this trial passed its checks and trains
+WAIT_POLL_SECONDS = 2.0  # how often a worker with nothing left to start re-reads the study
 
 
-def objective_directions(objectives: tuple[str, ...]) -> list[str]:
+def objective_directions(
+    objectives: tuple[str, ...],
+) -> list[Literal["minimize", "maximize"]]:
     """Accuracy is maximised; every other objective (params, FLOPs, time) minimised."""
     return ["maximize" if o == "accuracy" else "minimize" for o in objectives]
 
@@ -303,14 +306,37 @@ def optimize(
     result = RunResult(finished=before, total=total)
     if before >= total:
         return result
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        study.optimize(
-            objective, n_trials=None, timeout=timeout, catch=(Exception,),
-            callbacks=[StopAtTotal(total), guard, *callbacks],
-        )
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            study.optimize(
+                objective, n_trials=None, timeout=left, catch=(Exception,),
+                callbacks=[StopAtTotal(total), guard, *callbacks],
+            )
+            if guard.tripped or not _wait_for_others(study, total, deadline):
+                break
     except KeyboardInterrupt:
         result.interrupted = True
     result.finished = count_finished(study)
     result.stopped_by_errors = guard.tripped
     result.last_error = guard.last_error
     return result
+
+
+def _wait_for_others(study: optuna.Study, total: int, deadline: float | None) -> bool:
+    """After this worker found every slot taken: wait while the trials holding the last slots
+    run elsewhere. Returns True as soon as a slot frees (a trial failed, or went stale and was
+    queued again by the heartbeat check), so that a surviving worker retries a dead worker's
+    trial instead of leaving the study one short; False once the study is done."""
+    while deadline is None or time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+        trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        held = sum(map(counts_toward_total, trials))
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if held < total:
+            return True  # a slot is free: run another trial
+        if not running:
+            return False  # all finished: the study is done
+        time.sleep(WAIT_POLL_SECONDS)
+    return False

@@ -119,7 +119,8 @@ def _worker_main(settings: SearchSettings, place: Placement) -> None:
     else:
         import torch
 
-        os.sched_setaffinity(0, place.cpus)
+        if hasattr(os, "sched_setaffinity"):  # Linux; elsewhere only the thread count
+            os.sched_setaffinity(0, place.cpus)
         torch.set_num_threads(len(place.cpus))
         settings = dataclasses.replace(settings, device="cpu")
     logging.basicConfig(level=logging.WARNING,
@@ -165,7 +166,8 @@ class WorkerPool:
 
         search = open_search(settings)
         load_cifar10(settings.data)  # fail here, once, on missing or corrupt data
-        cpus = sorted(os.sched_getaffinity(0))
+        cpus = (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else list(range(os.cpu_count() or 1)))
         placements = place_workers(n, settings.device, gpus=visible_gpus(), cpus=cpus)
         return cls(search, placements, progress=settings.progress)
 

@@ -30,8 +30,8 @@ def _run(script: str, *args: str, timeout: float = 120) -> str:
 
 
 def test_bench_loader_times_a_preset_epoch_both_ways(synthetic_npz: Path) -> None:
-    out = _run("bench_loader.py", "--data", str(synthetic_npz), "--n", "256", "--repeat", "1",
-               "--epoch-preset", "rdfia-alexnet")
+    out = _run("bench_loader.py", "--data", str(synthetic_npz), "--n", "256", "--batch-size",
+               "64", "--repeat", "1", "--epoch-preset", "rdfia-alexnet")
     assert "| crop+flip |" in out and "| autoaugment+crop+flip+erasing |" in out
     rows = [line for line in out.splitlines() if line.startswith("| rdfia-alexnet |")]
     assert [r.split("|")[2].strip() for r in rows] == [

@@ -85,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     per_seed = ", ".join(f"seed {s} {100 * a:.2f}%"
                          for s, a in zip(result.seeds, result.test_acc, strict=True))
-    print(f"test accuracy {100 * result.test_acc_mean:.2f}% ± {100 * result.test_acc_std:.2f} "
-          f"over {len(result.seeds)} seed(s) ({per_seed}); {result.test_size:,} test images, "
-          f"trained on {result.train_size:,}")
+    spread = (f" ± {100 * result.test_acc_std:.2f} over {len(result.seeds)} seeds"
+              if len(result.seeds) > 1 else " (1 seed: no spread; --seeds K for mean ± std)")
+    print(f"test accuracy {100 * result.test_acc_mean:.2f}%{spread} ({per_seed}); "
+          f"{result.test_size:,} test images, trained on {result.train_size:,}")
     print(f"device {result.device['device_name']} ({result.device['precision']}), wall time "
           f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s)")
     exports = result.metrics.get("exports") or {}
