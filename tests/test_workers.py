@@ -135,3 +135,33 @@ def test_ctrl_c_stops_every_worker_and_the_next_run_resumes(
     assert len(counted(study)) == 2
     retried = {t.user_attrs.get("retry_of") for t in study.trials} - {None}
     assert retried == {t.number for t in running}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_worker_left_without_slots_retries_a_dead_peers_trial(tmp_path: Path) -> None:
+    from cifar_search.errors import SurplusTrial
+    from cifar_search.storage import open_storage
+    from cifar_search.study import count_finished, optimize
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    dead = study.ask()  # a peer took the only slot, then died: its heartbeat stops
+    dead.suggest_float("x", 0, 1)
+    dead.set_user_attr(CLAIMED, True)
+    storage.record_heartbeat(dead._trial_id)
+    claim = SlotClaim(total=1)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        if not claim(trial):
+            trial.set_user_attr("end", "surplus")
+            raise SurplusTrial("no slot")
+        return x
+
+    result = optimize(study, objective, total=1, timeout=60)
+    assert result.finished == count_finished(study) == 1
+    trials = study.get_trials()
+    assert trials[dead.number].state == TrialState.FAIL  # found stale while this one waited
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].system_attrs["failed_trial"] == dead.number
+    assert done[0].params == trials[dead.number].params

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar_search.cli._common import (
     add_data_args,
@@ -16,6 +16,9 @@ from cifar_search.cli._common import (
     positive_int,
 )
 from cifar_search.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cifar_search.launch import SearchSettings
 
 EPILOG = """\
 --trials N means the study ends with N finished (complete or pruned) trials in TOTAL, across
@@ -124,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_workers(settings: Any, workers: int | str) -> int:
+def _run_workers(settings: SearchSettings, workers: int | str) -> int:
+    from cifar_search.study import RunResult, count_finished
     from cifar_search.workers import WorkerPool, default_workers
 
     n = default_workers(settings.device) if workers == "auto" else int(workers)
@@ -133,7 +137,8 @@ def _run_workers(settings: Any, workers: int | str) -> int:
     start = time.perf_counter()
     code = pool.run()
     minutes = (time.perf_counter() - start) / 60
-    print(pool.search.summary(_finished(pool.search), minutes), file=sys.stderr)
+    done = RunResult(finished=count_finished(pool.search.study), total=settings.trials)
+    print(pool.search.summary(done, minutes), file=sys.stderr)
     if code == 130:
         print("cifar-search run: interrupted; run the same command again to resume.",
               file=sys.stderr)
@@ -141,12 +146,6 @@ def _run_workers(settings: Any, workers: int | str) -> int:
         print(f"cifar-search run: error: a worker failed (exit {code}); see its lines above.",
               file=sys.stderr)
     return code
-
-
-def _finished(search: Any) -> Any:
-    from cifar_search.study import RunResult, count_finished
-
-    return RunResult(finished=count_finished(search.study), total=search.settings.trials)
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:
