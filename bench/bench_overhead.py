@@ -2,8 +2,8 @@
 
 Runs the real objective path minus training: the default space through ``suggest_config``, the
 sampler and pruner ``cifar-search run`` uses, a SQLite study opened by ``open_storage`` (WAL,
-heartbeats), per-epoch ``trial.report`` + ``should_prune`` + the ``curve`` user attribute,
-and the same user attributes a real trial writes. Training is replaced by a synthetic learning
+heartbeats), per-epoch ``trial.report`` + ``should_prune``, and the user attributes a real
+trial writes, when it writes them. Training is replaced by a synthetic learning
 curve, so every second measured is overhead.
 
     python bench/bench_overhead.py --trials 1000 --epochs 16 --sampler tpe
@@ -18,6 +18,7 @@ import math
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -29,25 +30,33 @@ from cifar_search.storage import open_storage
 from cifar_search.study import StopAtTotal, count_finished, make_pruner, make_sampler
 
 
-def objective(epochs: int) -> optuna.study.study.ObjectiveFuncType:
+def synthetic_objective(epochs: int) -> Callable[[optuna.Trial], float]:
+    """An objective that stores what ``cifar_search.objective.Objective`` stores, when it
+    stores it (user attributes up front, a report + prune check per epoch, the curve and the
+    end once), with a synthetic learning curve instead of training."""
+
     def run(trial: optuna.Trial) -> float:
         cfg = suggest_config(trial, DEFAULT_SPACE, epochs=epochs)
-        for key, value in {"config": cfg.to_dict(), "seed": trial.number, "n_params": 10**6,
-                           "flops": 10**8, "device": {"device": "cpu"},
-                           "versions": versions(), "budget": "gpu"}.items():
+        for key, value in {"config": cfg.to_dict(), "seed": trial.number,
+                           "device": {"device": "cpu"}, "versions": versions(), "budget": "gpu",
+                           "worker": "bench", "n_params": 10**6, "flops": 10**8}.items():
             trial.set_user_attr(key, value)
         rng = random.Random(trial.number)
-        ceiling = rng.uniform(0.5, 0.95)
-        curve = []
+        ceiling, acc = rng.uniform(0.5, 0.95), 0.0
+        curve: list[dict[str, float]] = []
+        end = "complete"
         for epoch in range(1, epochs + 1):
             acc = ceiling * (1 - math.exp(-epoch / 3)) + rng.gauss(0, 0.01)
             curve.append({"epoch": epoch, "val_acc": acc, "train_loss": 1.0, "seconds": 1.0})
-            trial.set_user_attr("curve", curve)
             trial.report(acc, epoch)
             if trial.should_prune():
-                trial.set_user_attr("end", "pruned")
-                raise optuna.TrialPruned()
-        trial.set_user_attr("end", "complete")
+                end = "pruned"
+                break
+        for key, value in {"curve": curve, "end": end, "end_epoch": len(curve),
+                           "epochs_run": len(curve)}.items():
+            trial.set_user_attr(key, value)
+        if end == "pruned":
+            raise optuna.TrialPruned()
         return acc
 
     return run
@@ -77,13 +86,13 @@ def main() -> None:
             stamps.append(time.perf_counter())
 
         start = time.perf_counter()
-        study.optimize(objective(args.epochs), n_trials=args.trials,
+        study.optimize(synthetic_objective(args.epochs), n_trials=args.trials,
                        callbacks=[StopAtTotal(args.trials), stamp])
         total = time.perf_counter() - start
         finished = count_finished(study)
     liar = " (constant liar)" if args.parallel else ""
-    print(f"sampler {args.sampler}{liar}, {args.epochs} epochs reported per full trial, SQLite (WAL), "
-          f"{finished} finished trials in {total:.1f} s\n")
+    print(f"sampler {args.sampler}{liar}, {args.epochs} epochs reported per full trial, "
+          f"SQLite (WAL), {finished} finished trials in {total:.1f} s\n")
     print("| trials so far | mean s/trial in window | window |")
     print("| ---: | ---: | --- |")
     times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]

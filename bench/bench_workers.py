@@ -2,8 +2,8 @@
 
 ``storage``: N processes run the search machinery against one shared storage, training replaced
 by a synthetic learning curve (as in ``bench_overhead.py``: the default space through
-``suggest_config``, TPE with the constant liar, Hyperband, a ``trial.report`` + ``curve`` user
-attribute per epoch, the user attributes a real trial writes). Every second is storage, sampler
+``suggest_config``, TPE with the constant liar, Hyperband, a ``trial.report`` per epoch, the
+user attributes a real trial writes). Every second is storage, sampler
 and lock waiting. Storages: SQLite as Optuna opens it by default, SQLite as cifar-search opens
 it (WAL, 60 s busy timeout, back-off), Optuna's journal file, and a local PostgreSQL.
 
@@ -21,10 +21,8 @@ PostgreSQL rows need ``$CIFAR_SEARCH_TEST_POSTGRES`` (``eval "$(bash .ci/postgre
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -34,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from bench_overhead import synthetic_objective  # this folder: the same synthetic trial
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from cifar_search.budget import BUDGETS
-from cifar_search.runtime import versions
-from cifar_search.search_space import DEFAULT_SPACE, suggest_config
 from cifar_search.storage import open_storage
 from cifar_search.study import StopAtTotal, make_pruner, make_sampler
 
@@ -75,27 +72,6 @@ def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:
                         heartbeat_interval=30)
 
 
-def synthetic_objective(trial: optuna.Trial) -> float:
-    cfg = suggest_config(trial, DEFAULT_SPACE, epochs=EPOCHS)
-    for key, value in {"config": cfg.to_dict(), "seed": trial.number, "n_params": 10**6,
-                       "flops": 10**8, "device": {"device": "cpu"}, "versions": versions(),
-                       "budget": "gpu"}.items():
-        trial.set_user_attr(key, value)
-    rng = random.Random(trial.number)
-    ceiling, acc = rng.uniform(0.5, 0.95), 0.0
-    curve = []
-    for epoch in range(1, EPOCHS + 1):
-        acc = ceiling * (1 - math.exp(-epoch / 3)) + rng.gauss(0, 0.01)
-        curve.append({"epoch": epoch, "val_acc": acc, "train_loss": 1.0, "seconds": 1.0})
-        trial.set_user_attr("curve", curve)
-        trial.report(acc, epoch)
-        if trial.should_prune():
-            trial.set_user_attr("end", "pruned")
-            raise optuna.TrialPruned()
-    trial.set_user_attr("end", "complete")
-    return acc
-
-
 def storage_worker(kind: str, where: str, name: str, total: int, seed: int,
                    out: Any) -> None:
     """One process: optimize until the study holds ``total`` trials; count what went wrong."""
@@ -113,7 +89,7 @@ def storage_worker(kind: str, where: str, name: str, total: int, seed: int,
     start = time.perf_counter()
     while len(raised) < 20:
         try:
-            study.optimize(synthetic_objective, catch=(Exception,),
+            study.optimize(synthetic_objective(EPOCHS), catch=(Exception,),
                            callbacks=[StopAtTotal(total), count])
             break
         except Exception as exc:  # a storage error outside the objective stops optimize

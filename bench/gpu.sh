@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmarks of bench/RESULTS.md on a lent H100, through the `device` tool's calls.
+# The GPU benchmarks of bench/RESULTS.md on a lent H100/H200, through the `device` tool's calls.
 #
 # Here, on the development machine, once:
 #   bash bench/gpu.sh prepare
@@ -7,19 +7,21 @@
 # into .carry/ and downloads the wheels the device image lacks (optuna and its SQL stack) into
 # .whl/; git ignores both.
 #
-# Then one device call per line (`run`, kind nvidia-h100-x1, timeout_s 600), back to back: the
-# machine goes back after 30 s idle and with it everything stashed outside the checkout.
-#   1. carry [".whl", ".carry/cifar10.npz.xz.part00"]  bash bench/gpu.sh stash
-#   2. carry [".carry/cifar10.npz.xz.part01"]          bash bench/gpu.sh stash
-#   3. carry [".carry/cifar10.npz.xz.part02"]          bash bench/gpu.sh stash unpack env fast94 davidnet
-#   4.                                                 bash bench/gpu.sh search-run
-#   5.                                                 bash bench/gpu.sh search-retrain
-#   6. (optional)                                      bash bench/gpu.sh fast94-compile
-# Each call's markdown, JSON and logs come back from $OUT (8 files at most per call); paste the
-# .md files into bench/RESULTS.md. About 20 minutes of device time in all.
+# Then four `run` calls back to back (the machine goes back after 30 s idle, and with it
+# everything stashed outside the checkout). A task has 15 minutes of device time in all, the
+# machine's start included, and one call may run 600 s; this plan needs about 13:
+#   1. carry [".whl", ".carry/cifar10.npz.xz.part00"]  bash bench/gpu.sh stash             ~10 s
+#   2. carry [".carry/cifar10.npz.xz.part01"]          bash bench/gpu.sh stash             ~10 s
+#   3. carry [".carry/cifar10.npz.xz.part02"]
+#        bash bench/gpu.sh stash unpack env fast94 davidnet search-start                ~150 s
+#   4.   bash bench/gpu.sh search-retrain   (waits out the 480 s search, then retrains)  ~450 s
+#   (spare time only) bash bench/gpu.sh fast94-compile tricks     (~40 s, ~3 min)
+# The search starts only after fast94 and davidnet are timed, so nothing shares the GPU with
+# them; it runs in its own session between calls 3 and 4. Each call's markdown, JSON and logs
+# come back from $OUT (8 files at most per call); paste the .md files into bench/RESULTS.md.
 #
 # Without the device tool (any CUDA machine with the data at $DATA and the package installed):
-#   DATA=~/data/cifar10.npz OUT=bench-out bash bench/gpu.sh env fast94 davidnet search-run search-retrain
+#   DATA=~/data/cifar10.npz OUT=bench-out bash bench/gpu.sh env fast94 davidnet search-start search-retrain
 set -euo pipefail
 
 WORK=${WORK:-/root/cifar-search-gpu}  # outside the checkout: survives between calls while warm
@@ -80,18 +82,22 @@ bench() {  # NAME ARGS...: bench/bench_gpu.py ARGS, markdown and JSON to $OUT/NA
 
 step_fast94() { bench fast94 fast94 --seeds 5; }
 step_fast94_compile() { bench fast94-compile fast94 --seeds 5 --compile; }
+step_tricks() {  # each fast94 trick switched off in turn, 2 seeds, on the validation split
+  $PY bench/bench_tricks.py --data "$DATA" --seeds 0,1 --json "$OUT/tricks.json" 2>&1 \
+    | tee "$OUT/tricks.md"
+}
 step_davidnet() { bench davidnet davidnet --epochs 24 --peak-tflops 989; }
 
-step_search_run() {  # in its own session, so a call cut at 600 s does not kill it
+step_search_start() {  # in its own session, so it runs on between calls
   rm -rf "$WORK/runs/search"
   setsid nohup $PY bench/bench_gpu.py search --step run --timeout 480 --out "$WORK/runs/search" \
     "${EXTRA[@]}" --data "$DATA" > "$WORK/runs/search-run.out" 2>&1 < /dev/null &
-  wait_for "$WORK/runs/search/run.json" 570
-  cp "$WORK/runs/search-run.out" "$OUT/" ; cp "$WORK/runs/search/search.log" "$OUT/" || true
+  echo "search started at $(date -u +%T); bench/gpu.sh search-retrain collects it"
 }
 
 step_search_retrain() {
-  wait_for "$WORK/runs/search/run.json" 300
+  wait_for "$WORK/runs/search/run.json" 540
+  cp "$WORK/runs/search-run.out" "$OUT/"
   bench search search --step retrain --timeout 480 --out "$WORK/runs/search"
   cp "$WORK/runs/search/search.log" "$WORK/runs/search/retrain-best/metrics.json" "$OUT/" || true
   cp "$WORK/runs/search/retrain-best/MODEL.md" "$OUT/search-MODEL.md" || true

@@ -6,6 +6,7 @@ loads without the study. The trial's user attribute ``checkpoint`` holds the art
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -61,7 +62,5 @@ class TopKCheckpoints:
             )
         trial.set_user_attr("checkpoint", artifact_id)
         for old in kept[self.k - 1:]:  # the k-th best so far drops out now
-            try:
+            with contextlib.suppress(ArtifactNotFound):  # removed by a peer or by hand
                 self.store.remove(old.user_attrs["checkpoint"])
-            except ArtifactNotFound:
-                pass

@@ -48,6 +48,7 @@ class ModelConfig:
     head_scale: float = 1.0  # logits are multiplied by this (DavidNet and airbench: 0.125)
     bn_momentum: float = 0.1  # PyTorch convention: weight of the new batch statistics
     input_size: int = 32  # pixels; < 32 means random crops for training, centre crop at eval
+    whiten_bias_epochs: int = 0  # airbench: epochs the whitening bias trains, then frozen (0: all)
     num_classes: int = 10
     mean: tuple[float, float, float] = CIFAR10_MEAN  # normalisation inside the model, [0, 1]
     std: tuple[float, float, float] = CIFAR10_STD
@@ -92,6 +93,7 @@ class OptimConfig:
     anneal: Anneal = "cos"  # onecycle: shape of both phases
     label_smoothing: float = 0.0  # fraction of the target mass spread over all classes
     grad_clip: float = 0.0  # max global gradient norm (0: off)
+    norm_bias_lr_scale: float = 1.0  # lr multiplier of norm-layer biases (airbench: 64)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class TrainConfig:
     epochs: int = 20  # the full budget; the schedule spans it even when a trial is cut short
     batch_size: int = 512  # images per step
     ema_decay: float = 0.0  # per-step decay of an exponential moving average of weights (0: off)
+    lookahead: int = 0  # steps between lookahead syncs (airbench: 5; 0: off), see trainer
+    lookahead_decay: float = 0.95**5  # the syncs' decay at the end; it ramps up as progress^3
     tta: TTA = "none"  # test-time augmentation at evaluation
     early_stopping: int = 0  # patience in epochs on validation loss, best weights kept (0: off)
 
@@ -125,13 +129,19 @@ class TrainConfig:
         _check(self.epochs >= 1, f"epochs must be >= 1, but got {self.epochs=}.")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, but got {self.batch_size=}.")
         _check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay=}.")
+        _check(self.lookahead >= 0, f"lookahead must be >= 0 steps, got {self.lookahead=}.")
+        _check(0 <= self.lookahead_decay < 1,
+               f"lookahead_decay must be in [0, 1), got {self.lookahead_decay=}.")
         m, a, o = self.model, self.augment, self.optim
         _check(m.width >= 1, f"model.width must be >= 1, but got {m.width=}.")
         _check(all(d >= 0 for d in m.depth), f"model.depth must be >= 0, but got {m.depth=}.")
         for name in ("dropout", "block_dropout"):
             p = getattr(m, name)
             _check(0 <= p < 1, f"model.{name} must be in [0, 1), but got {p}.")
-        _check(8 <= m.input_size <= 32, f"model.input_size must be in [8, 32], got {m.input_size}.")
+        _check(m.whiten_bias_epochs >= 0,
+               f"model.whiten_bias_epochs must be >= 0, got {m.whiten_bias_epochs}.")
+        _check(8 <= m.input_size <= 32,
+               f"model.input_size must be in [8, 32], got {m.input_size}.")
         _check(a.crop_padding >= 0, f"augment.crop_padding must be >= 0, got {a.crop_padding}.")
         _check(0 < a.resized_crop_scale <= 1, f"augment.resized_crop_scale in (0, 1]: {a}.")
         for name in ("blur", "random_erasing", "mix_prob"):
@@ -139,7 +149,10 @@ class TrainConfig:
             _check(0 <= p <= 1, f"augment.{name} must be in [0, 1], but got {p}.")
         _check(o.lr > 0, f"optim.lr must be > 0, but got {o.lr=}.")
         _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}.")
-        _check(0 <= o.label_smoothing < 1, f"optim.label_smoothing in [0, 1): {o.label_smoothing}.")
+        _check(o.norm_bias_lr_scale > 0,
+               f"optim.norm_bias_lr_scale must be > 0, got {o.norm_bias_lr_scale}.")
+        _check(0 <= o.label_smoothing < 1,
+               f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}.")
         _check(0 < o.pct_start < 1, f"optim.pct_start must be in (0, 1), got {o.pct_start}.")
         _check(
             all(0 < x < 1 for x in o.milestones),

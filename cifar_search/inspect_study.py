@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: outcome, cost and the key params (all params as ``p_<name>``)."""
     rows = []

@@ -109,11 +109,15 @@ class Search:
         progress = TrialProgress(s.trials, count_finished(self.study), self.budget.epochs,
                                  enabled=s.progress)
         self.objective.on_epoch = progress.on_epoch
+        verbosity = optuna.logging.get_verbosity()
+        if s.progress:  # the bar says what Optuna's per-trial INFO lines would, on one line
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             return optimize(self.study, self.objective, total=s.trials, timeout=s.timeout,
                             callbacks=[progress])
         finally:
             progress.close()
+            optuna.logging.set_verbosity(verbosity)
 
     def summary(self, result: RunResult, minutes: float) -> str:
         states: dict[str, int] = {}
@@ -155,8 +159,10 @@ def open_search(s: SearchSettings) -> Search:
     for o in s.objectives:
         if o not in OBJECTIVES:
             raise ConfigError(f"unknown objective {o!r} (known: {', '.join(OBJECTIVES)}).")
-    if not s.objectives or s.objectives[0] != "accuracy" or len(set(s.objectives)) != len(s.objectives):
-        raise ConfigError(f"--objectives must start with accuracy, got {','.join(s.objectives)!r}.")
+    named = s.objectives
+    if not named or named[0] != "accuracy" or len(set(named)) != len(named):
+        raise ConfigError(f"--objectives must start with accuracy and name each objective "
+                          f"once, got {','.join(named)!r}.")
     if s.trials < 1:
         raise ConfigError(f"--trials must be >= 1, but got {s.trials}.")
     if s.timeout is not None and s.timeout <= 0:

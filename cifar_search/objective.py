@@ -130,7 +130,9 @@ class Objective:
             "versions": versions(), "budget": self.budget.name, **self.tags,
         }.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("curve", [])
+        # written once, when the trial ends (validation accuracy is reported every epoch): one
+        # commit a trial instead of one an epoch, each a bigger JSON than the last
+        curve: list[dict[str, float]] = []
         model: torch.nn.Module | None = None
         try:
             n_params, flops = self._measure(cfg)  # on the meta device: allocates nothing
@@ -138,30 +140,28 @@ class Objective:
             trial.set_user_attr("flops", flops)
             broken = self.constraints.violations(n_params, flops)
             if broken:
-                self._end(trial, "infeasible", 0, "; ".join(broken))
+                self._end(trial, "infeasible", curve, "; ".join(broken))
                 raise optuna.TrialPruned("infeasible: " + "; ".join(broken))
             if self.admit is not None and not self.admit(trial):
-                self._end(trial, "surplus", 0, "the study's trials were all taken")
+                self._end(trial, "surplus", curve, "the study's trials were all taken")
                 raise SurplusTrial(f"trial {trial.number}: the study's trials are all finished "
                                    "or running; this worker stops")
             model = create_model(cfg.model)
-            return self._train(trial, model, cfg, seed, n_params, flops)
+            return self._train(trial, model, cfg, seed, n_params, flops, curve)
         except (optuna.TrialPruned, SurplusTrial):
             raise
         except DivergedError as exc:
-            self._end(trial, "diverged", exc.epoch, str(exc))
+            self._end(trial, "diverged", curve, str(exc), epoch=exc.epoch)
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         except KeyboardInterrupt:
-            self._end(trial, "interrupted", len(trial.user_attrs.get("curve", [])), "")
+            self._end(trial, "interrupted", curve, "")
             raise
         except Exception as exc:
             if is_out_of_memory(exc):
                 model = None
-                self._end(trial, "oom", len(trial.user_attrs.get("curve", [])),
-                          str(exc).splitlines()[0][:300])
+                self._end(trial, "oom", curve, str(exc).splitlines()[0][:300])
                 raise optuna.TrialPruned(f"out of memory at batch {cfg.batch_size}") from None
-            self._end(trial, "error", len(trial.user_attrs.get("curve", [])),
-                      "".join(traceback.format_exception(exc))[-4000:])
+            self._end(trial, "error", curve, "".join(traceback.format_exception(exc))[-4000:])
             raise
         finally:
             del model
@@ -177,7 +177,7 @@ class Objective:
 
     def _train(
         self, trial: optuna.Trial, model: torch.nn.Module, cfg: TrainConfig, seed: int,
-        n_params: int, flops: int,
+        n_params: int, flops: int, curve: list[dict[str, float]],
     ) -> float | tuple[float, ...]:
         d = self.data
         augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
@@ -188,18 +188,16 @@ class Objective:
         )
         val_loader = DeviceLoader(d.val_x, d.val_y, EVAL_BATCH,
                                   memory_format=self.runtime.memory_format)
-        curve: list[dict[str, float]] = []
 
         def on_epoch_end(epoch: int, m: EpochMetrics) -> None:
             curve.append(m.as_dict())
-            trial.set_user_attr("curve", curve)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, epoch, m)
             if self.multi:  # Optuna cannot prune multi-objective trials
                 return
             trial.report(m.val_acc, epoch)
             if trial.should_prune():
-                self._end(trial, "pruned", epoch, f"val_acc {m.val_acc:.4f}")
+                self._end(trial, "pruned", curve, f"val_acc {m.val_acc:.4f}")
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         result = train(model, cfg, train_loader, val_loader, self.runtime, seed=seed,
@@ -207,8 +205,9 @@ class Objective:
         final = result.history[-1]
         seconds = sum(m.seconds for m in result.history)
         trial.set_user_attr("train_seconds", seconds)
-        trial.set_user_attr("images_per_s", float(np.mean([m.images_per_s for m in result.history])))
-        self._end(trial, "complete", final.epoch, "")
+        images_per_s = float(np.mean([m.images_per_s for m in result.history]))
+        trial.set_user_attr("images_per_s", images_per_s)
+        self._end(trial, "complete", curve, "")
         if self.on_model is not None:
             self.on_model(trial, model, cfg, final.val_acc)
         values = {"accuracy": final.val_acc, "params": float(n_params), "flops": float(flops),
@@ -218,7 +217,11 @@ class Objective:
         return tuple(values[o] for o in self.objectives)
 
     @staticmethod
-    def _end(trial: optuna.Trial, why: str, epoch: int, detail: str) -> None:
+    def _end(trial: optuna.Trial, why: str, curve: list[dict[str, float]], detail: str, *,
+             epoch: int | None = None) -> None:
+        """Record how the trial ended, after ``epoch`` epochs (default: those in ``curve``)."""
+        epoch = len(curve) if epoch is None else epoch
+        trial.set_user_attr("curve", curve)
         trial.set_user_attr("end", why)
         trial.set_user_attr("end_epoch", epoch)
         trial.set_user_attr("epochs_run", epoch)

@@ -162,14 +162,15 @@ _PRESETS: tuple[Preset, ...] = (
         name="fast94",
         config=TrainConfig(
             model=ModelConfig(family="airbench", width=64, depth=(2, 2, 2), activation="gelu",
-                              bn_momentum=0.4, head_scale=1 / 9),
+                              bn_momentum=0.4, head_scale=1 / 9, whiten_bias_epochs=3),
             augment=AugmentConfig(crop_padding=2, padding_mode="reflect", flip="alternating"),
             optim=OptimConfig(optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True,
                               weight_decay=0.0153 / 11.5, schedule="onecycle", pct_start=0.23,
                               div_factor=5.0, final_div_factor=0.2 / 0.07, anneal="linear",
-                              label_smoothing=0.2),
+                              label_smoothing=0.2, norm_bias_lr_scale=64.0),
             epochs=10,
             batch_size=1024,
+            lookahead=5,
             tta="flip_translate",
         ),
         source="KellerJordan/cifar10-airbench, airbench94.py",
@@ -177,9 +178,9 @@ _PRESETS: tuple[Preset, ...] = (
         notes="airbench's lr 11.5 per 1024 examples at momentum 0.85 on a summed loss is "
         "11.5 / (1 + 1 / 0.15) = 1.5 in PyTorch units; its decoupled weight decay 0.0153 is "
         "0.0153 / 11.5 = 1.33e-3. Its triangle (0.2 -> 1 at 23% -> 0.07) is onecycle linear, "
-        "div 5, final div 0.2 / 0.07; 9.9 epochs round to 10. Not expressible: the 64x "
-        "learning rate of BN biases, the lookahead EMA, the whitening bias frozen after 3 "
-        "epochs.",
+        "div 5, final div 0.2 / 0.07; 9.9 epochs round to 10. Its bias_scaler 64 is "
+        "norm_bias_lr_scale, its lookahead every 5 steps (decay 0.95^5 x progress^3) is "
+        "lookahead 5, and its whitening bias trains for 3 epochs (whiten_bias_epochs).",
     ),
 )
 

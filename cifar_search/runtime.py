@@ -48,11 +48,13 @@ class Runtime:
         if self.device.type == "cuda":
             name = torch.cuda.get_device_name(self.device)
         elif self.device.type == "cpu":
-            name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+            arch = platform.processor() or platform.machine()
+            name = f"cpu ({arch}, {torch.get_num_threads()} threads)"
         return {
             "device": str(self.device),
             "device_name": name,
-            "precision": "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
+            "precision": "fp32" if self.amp_dtype is None
+            else str(self.amp_dtype).removeprefix("torch."),
             "channels_last": self.channels_last,
             "compile": self.compile,
         }
@@ -70,7 +72,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         try:
             device = torch.device(spec)
         except RuntimeError as exc:
-            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:i, got {spec!r}.") from exc
+            raise ConfigError(
+                f"--device must be auto, cpu, cuda or cuda:i, got {spec!r}.") from exc
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
                 f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are visible."

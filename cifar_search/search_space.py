@@ -121,7 +121,9 @@ def _fmt(v: float) -> str:
 
 
 def _close_seq(a: Any, b: Any) -> bool:
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
+    if len(a) != len(b):
+        return False
+    return all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_SPACE",
+    "DEFAULT_SPACE",  # noqa: F822 (served lazily by the module __getattr__ above)
     "NORMALIZATIONS",
     "Param",
     "Space",

@@ -61,6 +61,9 @@ _MODEL = (
         codec="tuple"),
     cat("depth_airbench", "model.depth", ("1-1-1", "2-2-2", "3-3-3"),
         "convs per group", when={"family": ("airbench",)}, codec="tuple"),
+    cat("whiten_bias_epochs", "model.whiten_bias_epochs", (0, 3),
+        "epochs the whitening bias trains before it is frozen (0: throughout)",
+        when={"family": ("airbench",)}),
     cat("input_size", "model.input_size", (32, 28),
         "pixels the net sees: 28 = random 28-crops, centre crop at eval (RDFIA)",
         when={"family": ("alexnet", "plain_cnn")}),
@@ -111,10 +114,14 @@ _OPTIM = (
     num("momentum", "optim.momentum", 0.5, 0.99, "SGD momentum / Adam beta1"),
     cat("nesterov", "optim.nesterov", (False, True), "Nesterov momentum", when=SGD),
     gate("use_weight_decay", "optim.weight_decay", 0.0, "weight decay on/off"),
-    num("weight_decay", "optim.weight_decay", 1e-6, 0.1, "weight decay (PyTorch units)",
+    num("weight_decay", "optim.weight_decay", 1e-6, 0.1, "weight decay (PyTorch units: with "
+        "the lr per 1024 examples, its decay per epoch does not change with the batch size)",
         log=True, when=on("use_weight_decay")),
     cat("decay_norm_and_bias", "optim.decay_norm_and_bias", (True, False),
         "also decay norm weights and biases", when=on("use_weight_decay")),
+    cat("norm_bias_lr_scale", "optim.norm_bias_lr_scale", (1.0, 16.0, 64.0),
+        "lr multiplier of norm biases, their decay per step kept (airbench: 64)",
+        when={"batch_norm": (True,)}),
     cat("schedule", "optim.schedule",
         ("constant", "multistep", "exponential", "cosine", "onecycle", "cyclic"),
         "learning-rate schedule over the full epoch budget"),
@@ -141,6 +148,7 @@ _OPTIM = (
         when=on("use_label_smoothing")),
     gate("use_ema", "ema_decay", 0.0, "weight EMA on/off"),
     num("ema_decay", "ema_decay", 0.9, 0.9999, "per-step EMA decay", when=on("use_ema")),
+    cat("lookahead", "lookahead", (0, 5), "steps between lookahead syncs (0: off; airbench: 5)"),
     cat("tta", "tta", ("none", "flip", "flip_translate"), "test-time augmentation at eval"),
 )
 

@@ -79,7 +79,8 @@ def _narrow(p: Param, table: Mapping[str, Any]) -> Param:
     key = f"params.{p.name}"
     unknown = sorted(set(table) - _PARAM_KEYS)
     if unknown:
-        raise ConfigError(f"unknown key {key}.{unknown[0]} (known: {', '.join(sorted(_PARAM_KEYS))}).")
+        known = ", ".join(sorted(_PARAM_KEYS))
+        raise ConfigError(f"unknown key {key}.{unknown[0]} (known: {known}).")
     for info in _INFO_KEYS & set(table) - {"doc"}:
         mine = _info(p)[info]
         given = table[info]

@@ -57,19 +57,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def filesystem_type(path: Path) -> str:
-    """The mount type holding ``path`` (from /proc/mounts; '' where unknown)."""
+def filesystem_type(path: Path, mounts_file: Path = Path("/proc/mounts")) -> str:
+    """The type of the mount holding ``path`` (from ``mounts_file``; '' where unknown)."""
     try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
+        mounts = mounts_file.read_text().splitlines()
     except OSError:
         return ""
     target = str(path.resolve())
     best, kind = "", ""
     for line in mounts:
         parts = line.split()
-        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
-            if len(parts[1]) >= len(best):
-                best, kind = parts[1], parts[2]
+        if len(parts) < 3 or len(parts[1]) < len(best):
+            continue
+        if target == parts[1] or target.startswith(parts[1].rstrip("/") + "/"):
+            best, kind = parts[1], parts[2]
     return kind
 
 
@@ -229,7 +230,7 @@ def open_storage(
     path = sqlite_path(url)
     if path is not None:
         _prepare_sqlite(path, url, create=create)
-        engine_kwargs: dict[str, object] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+        engine_kwargs: dict[str, object] = {"creator": functools.partial(_sqlite_connect, path)}
     elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
         engine_kwargs = {"pool_pre_ping": True}
     else:
@@ -282,6 +283,21 @@ def _prepare_sqlite(path: Path, url: str, *, create: bool) -> None:
             con.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:
         raise StudyError(f"storage {url}: {path} is not a SQLite database ({exc}).") from None
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    """A connection with the busy timeout and ``synchronous=NORMAL``.
+
+    A trial makes about 90 commits (one per parameter, report and attribute). In WAL mode the
+    default ``synchronous=FULL`` syncs the log on every one of them (0.28 ms a commit on the
+    reference disk, against 0.04 ms; far more on network block storage). ``NORMAL`` syncs at
+    checkpoints only. SQLite documents WAL + NORMAL as corruption-safe: a process that dies
+    loses nothing it committed; a power cut can roll back the last commits, which the study then
+    resumes like any interrupted trial.
+    """
+    con = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+    con.execute("PRAGMA synchronous=NORMAL")
+    return con
 
 
 def _first_line(exc: BaseException) -> str:

@@ -265,7 +265,9 @@ def retry_interrupted(study: optuna.Study) -> int:
 
 
 def enqueue_presets(
-    study: optuna.Study, presets: dict[str, dict[str, Any]], problems: Callable[[dict[str, Any]], list[str]]
+    study: optuna.Study,
+    presets: dict[str, dict[str, Any]],
+    problems: Callable[[dict[str, Any]], list[str]],
 ) -> list[str]:
     """Enqueue each preset's params once per study (warm start). Returns the names enqueued."""
     done = {t.user_attrs.get("preset") for t in study.get_trials(deepcopy=False)}

@@ -122,6 +122,10 @@ def train(
     The learning-rate schedule always spans ``cfg.epochs``; ``max_epochs`` only stops earlier, so
     a short run is exactly the beginning of a full one. With ``cfg.ema_decay > 0`` the weights'
     moving average is what is evaluated, and it is copied into ``model`` at the end. With
+    ``cfg.lookahead > 0`` the weights are pulled back to a slow copy every that many steps
+    (:class:`Lookahead`), and the last epoch of the budget ends on the slow weights. A model
+    with a ``set_epoch(epoch)`` method is told each epoch before it starts (airbench freezes
+    its whitening bias that way). With
     ``cfg.early_stopping > 0`` (and a val loader) training stops after that many epochs without a
     lower validation loss, and the weights of the best epoch are restored at the end.
     With ``runtime.compile`` the forward pass is compiled once per architecture (see
@@ -247,6 +251,8 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: AveragedModel | None
+    lookahead: Lookahead | None
+    steps_done: int = 0
 
     @classmethod
     def build(
@@ -262,7 +268,10 @@ class _Loop:
         if cfg.ema_decay > 0:
             avg = get_ema_multi_avg_fn(cfg.ema_decay)  # type: ignore[no-untyped-call]
             ema = AveragedModel(net, multi_avg_fn=avg, use_buffers=True)
-        return cls(cfg, runtime, loader, net, forward, optimizer, scheduler, ema)
+        lookahead = None
+        if cfg.lookahead > 0:
+            lookahead = Lookahead(net, cfg.lookahead, cfg.lookahead_decay, cfg.epochs * steps)
+        return cls(cfg, runtime, loader, net, forward, optimizer, scheduler, ema, lookahead)
 
     @property
     def eval_net(self) -> nn.Module:
@@ -272,7 +281,12 @@ class _Loop:
     def epoch(self, epoch: int, val_loader: Loader | None) -> EpochMetrics:
         start = time.perf_counter()
         self.loader.set_epoch(epoch)
+        set_epoch = getattr(self.net, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
         loss, acc, images, lr = self._train_epoch(epoch)
+        if self.lookahead is not None and epoch == self.cfg.epochs:
+            self.lookahead.finish()
         train_s = time.perf_counter() - start
         val_loss = val_acc = math.nan
         if val_loader is not None:
@@ -311,9 +325,42 @@ class _Loop:
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
+        self.steps_done += 1
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.steps_done)
         if self.ema is not None:
             self.ema.update_parameters(self.net)
         return lr
+
+
+class Lookahead:
+    """Lookahead (Zhang et al., 2019) as airbench94 runs it, one sync every ``every`` steps.
+
+    A sync moves the slow copy toward the trained weights, ``slow += (1 - d) (fast - slow)``,
+    and restarts the trained weights from it, ``fast = slow``. ``d`` ramps up over the budget as
+    ``decay * (step / total_steps) ** 3``: early syncs barely hold training back, late ones
+    average out the noise of the last steps. Float buffers (batch-norm statistics) are synced
+    with the parameters. ``torch._foreach_*``: one kernel per sync for all tensors.
+    """
+
+    def __init__(self, net: nn.Module, every: int, decay: float, total_steps: int) -> None:
+        self.every, self.decay, self.total = every, decay, max(total_steps, 1)
+        self.fast = [t for t in net.state_dict().values() if t.is_floating_point()]
+        self.slow = [t.detach().clone() for t in self.fast]
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """Sync after optimiser step ``step`` (1-based) when it is a multiple of ``every``."""
+        if step % self.every:
+            return
+        d = self.decay * min(step / self.total, 1.0) ** 3
+        torch._foreach_lerp_(self.slow, self.fast, 1.0 - d)
+        torch._foreach_copy_(self.fast, self.slow)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """End on the slow weights (airbench's final ``update(decay=1.0)``)."""
+        torch._foreach_copy_(self.fast, self.slow)
 
 
 def _check_finite(total: Tensor, loss: Tensor, epoch: int, step: int) -> None:

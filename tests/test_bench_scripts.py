@@ -95,3 +95,35 @@ def test_bench_gpu_search_tiny(synthetic_npz: Path, tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
                           env=ENV)
     assert proc.returncode == 2 and "exists" in proc.stderr
+
+
+def test_gpu_sh_runs_its_device_plan_on_the_cpu(synthetic_npz: Path, tmp_path: Path) -> None:
+    """The shell plumbing of the device calls: fast94 and davidnet, the search started in its
+    own session, then its collection with the retrain (the data is already at $DATA)."""
+    env = {**ENV, "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "DATA": str(synthetic_npz), "BENCH_ARGS": " ".join(TINY), "PYTHON": sys.executable}
+
+    def gpu_sh(*steps: str) -> str:
+        proc = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), *steps], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert proc.returncode == 0, f"gpu.sh {steps}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = gpu_sh("fast94", "davidnet", "search-start")
+    assert "== search-start" in out and "search started at" in out
+    gpu_sh("search-retrain")
+    got = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"fast94.md", "fast94.json", "davidnet.md", "davidnet.json", "search-run.out",
+            "search.md", "search.json", "metrics.json"} <= got
+    assert json.loads((tmp_path / "out" / "search.json").read_text())["retrain_seconds"] > 0
+
+
+def test_bench_tricks_runs_each_variant_through_cifar_search_train(synthetic_npz: Path,
+                                                                    tmp_path: Path) -> None:
+    out = _run("bench_tricks.py", "--tiny", "--data", str(synthetic_npz), "--variants",
+               "base,no-lookahead,no-tta", "--json", str(tmp_path / "t.json"), timeout=300)
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| no")]
+    assert rows == ["no-lookahead", "no-tta"]
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert [r["variant"] for r in data["rows"]] == ["base", "no-lookahead", "no-tta"]
+    assert all(0 <= r["val_acc"] <= 1 and r["train_seconds"] > 0 for r in data["rows"])

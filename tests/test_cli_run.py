@@ -17,9 +17,10 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import optuna
 import pytest
 from optuna.trial import TrialState
+from runhelp import TINY_TOML, finish, search_args, spawn
 
 from cifar_search.cli.main import main
-from runhelp import TINY_TOML
+
 
 def run_args(tmp_path: Path, data: Path, space: Path, *extra: str) -> list[str]:
     return ["run", "--study", "t", "--storage", f"sqlite:///{tmp_path}/t.db", "--budget",
@@ -227,3 +228,14 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_progress_bar_replaces_optunas_per_trial_lines(tmp_path: Path, synthetic_npz: Path,
+                                                       tiny_space: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    quiet = search_args(url, "bar", synthetic_npz, tiny_space, "--trials", "1")
+    quiet.remove("--no-progress")
+    (with_bar,) = finish([spawn(quiet)])
+    assert "1/1" in with_bar and "Trial 0 finished" not in with_bar
+    (plain,) = finish([spawn(search_args(url, "log", synthetic_npz, tiny_space, "--trials", "1"))])
+    assert "Trial 0 finished" in plain

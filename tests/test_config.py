@@ -44,7 +44,7 @@ def test_validate_names_the_bad_value(changes: dict, message: str) -> None:
 
 def test_validate_checks_sections() -> None:
     bad = TrainConfig.from_dict({"model": {"dropout": 1.5}})
-    with pytest.raises(ConfigError, match="model.dropout"):
+    with pytest.raises(ConfigError, match=r"model\.dropout"):
         bad.validate()
     bad = TrainConfig.from_dict({"optim": {"milestones": [0.5, 1.5]}})
     with pytest.raises(ConfigError, match="milestones"):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_search.config import ModelConfig
+from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
 from cifar_search.errors import ConfigError
+from cifar_search.loader import DeviceLoader
 from cifar_search.models import (
     Preprocess,
     count_flops,
@@ -22,7 +23,9 @@ from cifar_search.models import (
     summary,
 )
 from cifar_search.models.shake_shake import ShakeShake
+from cifar_search.runtime import resolve_runtime
 from cifar_search.search_space import DEFAULT_SPACE
+from cifar_search.trainer import train
 
 FAMILY_NAMES = list_models()
 
@@ -242,3 +245,25 @@ def test_summary_lists_layers_with_params_mult_adds_and_flops() -> None:
     text = summary(create_model(tiny("resnet9")))
     for needle in ("Param #", "Mult-Adds", "Total params", "Forward FLOPs per image", "Conv2d"):
         assert needle in text
+
+
+def test_airbench_whitening_bias_trains_for_its_epochs_then_freezes() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.arange(64) % 10
+    model_cfg = dataclasses.replace(tiny("airbench"), whiten_bias_epochs=1)
+    model = create_model(model_cfg)
+    seen: list[torch.Tensor] = []
+
+    def snapshot(epoch: int, _metrics: object) -> None:
+        seen.append(model.net[0].bias.detach().clone())
+
+    cfg = TrainConfig(model=model_cfg, epochs=3, batch_size=16,
+                      optim=OptimConfig(lr=0.1, schedule="constant"))
+    train(model, cfg, DeviceLoader(x, y, 16, shuffle=True, seed=0), None,
+          resolve_runtime("cpu", "fp32"), seed=0, on_epoch_end=snapshot)
+    assert seen[0].abs().sum() > 0  # trained in epoch 1 (it starts at zero)
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[1], seen[2])  # frozen after
+    assert not model.net[0].bias.requires_grad
+    model.set_epoch(1)
+    assert model.net[0].bias.requires_grad  # a fresh run (or epoch 1 again) trains it

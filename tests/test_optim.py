@@ -69,3 +69,29 @@ def test_fused_on_cpu_and_a_step_works() -> None:
     net(torch.rand(2, 3, 32, 32)).sum().backward()
     opt.step()
     assert not torch.equal(before, net[3].weight)
+
+
+def test_norm_biases_get_a_scaled_lr_and_the_same_decay_per_step() -> None:
+    from cifar_search.schedules import build_scheduler
+
+    net = _net()
+    cfg = OptimConfig(lr=0.5, weight_decay=1e-3, norm_bias_lr_scale=64.0, schedule="onecycle")
+    groups = {g["name"]: g for g in param_groups(net, cfg)}
+    assert [id(p) for p in groups["norm_bias"]["params"]] == [id(net[1].bias)]
+    assert groups["norm_bias"]["lr"] == 32.0
+    assert groups["norm_bias"]["weight_decay"] == pytest.approx(1e-3 / 64)
+    assert id(net[1].bias) not in {id(p) for p in groups["all"]["params"]}
+    opt = build_optimizer(net, cfg)
+    assert opt.param_groups[0]["name"] == "all"  # the lr the trainer reports
+    sched = build_scheduler(opt, cfg, 2, 5)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    bulk, fast = opt.param_groups[0], opt.param_groups[1]
+    assert fast["lr"] == pytest.approx(64 * bulk["lr"])  # the schedule keeps the ratio
+    assert fast["lr"] * fast["weight_decay"] == pytest.approx(bulk["lr"] * bulk["weight_decay"])
+    no_decay = {g["name"]: g for g in param_groups(
+        net, OptimConfig(weight_decay=1e-3, decay_norm_and_bias=False, norm_bias_lr_scale=16))}
+    assert set(no_decay) == {"decay", "no_decay", "norm_bias"}
+    assert no_decay["norm_bias"]["weight_decay"] == 0.0
+    assert len(param_groups(net, OptimConfig())) == 1  # scale 1: no extra group

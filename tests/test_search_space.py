@@ -89,9 +89,9 @@ def test_only_the_search_space_calls_suggest() -> None:
         if path.name == "search_space.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("suggest_"):
-                if node.attr != "suggest_config":
-                    offenders.append(f"{path.name}:{node.lineno}")
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("suggest_")
+                    and node.attr != "suggest_config"):
+                offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
 
 

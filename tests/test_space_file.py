@@ -69,4 +69,5 @@ def test_missing_file() -> None:
 
 
 def test_default_file_form_reads_back_unchanged() -> None:
-    assert apply_overrides(DEFAULT_SPACE, tomllib.loads(dump_space(DEFAULT_SPACE))) == DEFAULT_SPACE
+    as_file = tomllib.loads(dump_space(DEFAULT_SPACE))
+    assert apply_overrides(DEFAULT_SPACE, as_file) == DEFAULT_SPACE

@@ -78,7 +78,8 @@ def test_trials_means_total_across_runs(tmp_path: Path, synthetic_npz: Path) -> 
     assert len(load(tmp_path).trials) == 3  # already there: nothing more runs
 
 
-def test_resumed_study_does_not_replay_the_same_params(tmp_path: Path, synthetic_npz: Path) -> None:
+def test_resumed_study_does_not_replay_the_same_params(tmp_path: Path,
+                                                       synthetic_npz: Path) -> None:
     prepare_search(settings(tmp_path, synthetic_npz, trials=1, epochs=1, sampler="random")).run()
     prepare_search(settings(tmp_path, synthetic_npz, trials=2, epochs=1, sampler="random")).run()
     first, second = load(tmp_path).trials

@@ -228,3 +228,31 @@ def test_compile_once_per_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     for r in results:
         assert r.history[-1].val_loss == pytest.approx(eager.history[-1].val_loss, rel=1e-4)
     compile_cache.clear()
+
+
+def test_lookahead_syncs_on_its_steps_with_a_cubic_ramp() -> None:
+    from cifar_search.trainer import Lookahead
+
+    net = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    la = Lookahead(net, every=2, decay=0.5, total_steps=4)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    la.after_step(1)  # not a sync step: nothing moves
+    assert net.weight.tolist() == [[3.0, 3.0]] and la.slow[0].tolist() == [[1.0, 1.0]]
+    la.after_step(2)  # d = 0.5 * (2 / 4) ** 3 = 1 / 16: slow = 1 + (15 / 16) * 2
+    assert net.weight.tolist() == [[2.875, 2.875]] == la.slow[0].tolist()
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    la.finish()  # ends on the slow weights
+    assert net.weight.tolist() == [[2.875, 2.875]]
+
+
+def test_lookahead_training_learns_and_keeps_what_it_evaluated() -> None:
+    model, result, _, vl = _train(_cfg(3, lookahead=5))
+    assert result.history[-1].val_acc > 0.9
+    assert evaluate(model, vl, RUNTIME) == pytest.approx(
+        (result.history[-1].val_loss, result.history[-1].val_acc))
+    plain = _train(_cfg(3))[1]
+    assert result.history[-1].val_loss != plain.history[-1].val_loss

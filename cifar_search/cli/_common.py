@@ -33,7 +33,7 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16"),
-        help="autocast dtype (auto: bf16 on CUDA, fp32 on CPU)",
+        help="autocast dtype (auto: bf16 on CUDA and on CPUs with bf16 units, else fp32)",
     )
 
 

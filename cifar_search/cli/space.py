@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
             dist = "{" + ", ".join(map(str, p.choices)) + "}"
         else:
             dist = f"[{p.low:g}, {p.high:g}]{' log' if p.log else ''}"
-        cond = " if " + " and ".join(f"{k} in {list(v)}" for k, v in p.when.items()) if p.when else ""
+        when = " and ".join(f"{k} in {list(v)}" for k, v in p.when.items())
+        cond = f" if {when}" if p.when else ""
         print(f"{p.name:<22} {dist:<58} {p.doc}{cond}")
     for k, v in space.fixed_fields.items():
         print(f"{k:<22} = {v!r} (fixed field)")

@@ -15,9 +15,8 @@ Fields read:
   no BN: biased convs. ``activation``: airbench uses ``gelu``.
 * ``block_dropout``: after every group; ``dropout``, ``hidden``, ``head_scale``,
   ``num_classes``: the head.
-
-Not reproduced: airbench trains the whitening bias for 3 epochs and then freezes it; here the
-bias trains throughout (the weight is frozen).
+* ``whiten_bias_epochs``: the whitening bias trains for that many epochs and is then frozen
+  (airbench: 3; 0: it trains throughout). The trainer calls :meth:`AirbenchNet.set_epoch`.
 """
 
 from __future__ import annotations
@@ -106,10 +105,17 @@ class AirbenchNet(nn.Sequential):
             layers.append(ConvGroup(cfg, c_in, c_out, n))
             c_in = c_out
         super().__init__(*layers, nn.AdaptiveMaxPool2d(1), Head(cfg, c_in, bias=False))
+        self.whiten_bias_epochs = cfg.whiten_bias_epochs
 
     def init_from_data(self, images: Tensor) -> None:
         """Initialise the whitening conv from normalised training images ``(N, 3, H, W)``."""
         cast(Whiten, self[0]).init_from_data(images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Before 1-based ``epoch``: freeze the whitening bias once its epochs are done."""
+        bias = cast(Whiten, self[0]).bias
+        if bias is not None:
+            bias.requires_grad_(self.whiten_bias_epochs == 0 or epoch <= self.whiten_bias_epochs)
 
 
 @register_model("airbench", width=64, depth=(2, 2, 2), activation="gelu", bn_momentum=0.4,

@@ -91,7 +91,8 @@ def create_model(cfg: ModelConfig) -> nn.Module:
 
     The result is a :class:`~cifar_search.models.common.Classifier` (``.preprocess``, ``.net``);
     when the network initialises itself from data (airbench), the model has
-    ``init_from_data(images)``, which the trainer calls before training.
+    ``init_from_data(images)``, which the trainer calls before training, and ``set_epoch``,
+    which it calls before every epoch.
 
     Raises:
         ConfigError: unknown family, or a field out of range for it (the message names it).
