@@ -205,8 +205,7 @@ class Objective:
         final = result.history[-1]
         seconds = sum(m.seconds for m in result.history)
         trial.set_user_attr("train_seconds", seconds)
-        images_per_s = float(np.mean([m.images_per_s for m in result.history]))
-        trial.set_user_attr("images_per_s", images_per_s)
+        trial.set_user_attr("images_per_s", result.images_per_s)
         self._end(trial, "complete", curve, "")
         if self.on_model is not None:
             self.on_model(trial, model, cfg, final.val_acc)

@@ -37,11 +37,10 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 def norm_biases(model: nn.Module) -> list[nn.Parameter]:
     """The trainable shift (bias) of every batch, group and layer norm in ``model``."""
-    found: dict[int, nn.Parameter] = {}
+    found: dict[int, nn.Parameter] = {}  # by id: a shared norm is listed once
     for module in model.modules():
-        bias = getattr(module, "bias", None) if isinstance(module, _NORMS) else None
-        if isinstance(bias, nn.Parameter) and bias.requires_grad:
-            found[id(bias)] = bias
+        if isinstance(module, _NORMS) and module.bias is not None and module.bias.requires_grad:
+            found[id(module.bias)] = module.bias
     return list(found.values())
 
 

@@ -334,11 +334,9 @@ def _wait_for_others(study: optuna.Study, total: int, deadline: float | None) ->
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
         trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-        held = sum(map(counts_toward_total, trials))
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        if held < total:
+        if sum(map(counts_toward_total, trials)) < total:
             return True  # a slot is free: run another trial
-        if not running:
+        if not any(t.state == TrialState.RUNNING for t in trials):
             return False  # all finished: the study is done
         time.sleep(WAIT_POLL_SECONDS)
     return False

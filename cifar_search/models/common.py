@@ -169,19 +169,19 @@ class Classifier(nn.Module):
         logits: Tensor = self.net(self.preprocess(x))
         return logits
 
+    def set_epoch(self, epoch: int) -> None:
+        """Passed on to the net, if it has one, before each 1-based training epoch (the
+        trainer calls it; airbench freezes its whitening bias that way)."""
+        hook = getattr(self.net, "set_epoch", None)
+        if callable(hook):
+            hook(epoch)
+
 
 class DataInitClassifier(Classifier):
-    """A :class:`Classifier` whose net initialises a layer from data (airbench whitening) and
-    may change what trains from epoch to epoch (``set_epoch``)."""
+    """A :class:`Classifier` whose net initialises a layer from data (airbench whitening)."""
 
     @torch.no_grad()
     def init_from_data(self, images: Tensor) -> None:
         """Initialise from un-augmented training images, float [0, 1], ``(N, 3, 32, 32)``."""
         init = cast(Callable[[Tensor], None], self.net.init_from_data)
         init(self.preprocess(images.float()))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Passed on to the net before each 1-based training epoch (see the trainer)."""
-        hook = getattr(self.net, "set_epoch", None)
-        if callable(hook):
-            hook(epoch)

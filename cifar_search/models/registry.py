@@ -89,10 +89,10 @@ def validate_model_config(cfg: ModelConfig) -> ModelConfig:
 def create_model(cfg: ModelConfig) -> nn.Module:
     """Build family ``cfg.family``: float [0, 1] images ``(B, 3, 32, 32)`` -> logits ``(B, C)``.
 
-    The result is a :class:`~cifar_search.models.common.Classifier` (``.preprocess``, ``.net``);
-    when the network initialises itself from data (airbench), the model has
-    ``init_from_data(images)``, which the trainer calls before training, and ``set_epoch``,
-    which it calls before every epoch.
+    The result is a :class:`~cifar_search.models.common.Classifier` (``.preprocess``, ``.net``,
+    and ``set_epoch``, which the trainer calls before every epoch); when the network
+    initialises itself from data (airbench), the model also has ``init_from_data(images)``,
+    which the trainer calls before training.
 
     Raises:
         ConfigError: unknown family, or a field out of range for it (the message names it).
