@@ -43,24 +43,7 @@ from cifar_search.study import StopAtTotal, make_pruner, make_sampler
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 16  # reported per full trial (the gpu budget)
 STORAGES = ("sqlite-optuna-default", "sqlite-cifar-search", "journal-file", "postgresql")
-TINY_SPACE = """\
-[params.family]
-value = "plain_cnn"
-[params.width]
-value = 16
-[params.depth_plain]
-value = "1-1-1"
-[params.input_size]
-value = 32
-[params.hidden]
-value = 0
-[params.batch_size]
-value = 128
-[params.auto_augment]
-value = "none"
-[params.rotate]
-value = false
-"""
+TINY_SPACE = Path(__file__).resolve().parents[1] / "studies" / "tiny.toml"
 
 
 def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:
@@ -169,8 +152,7 @@ def run_workers(worker_counts: list[int], total: int) -> str:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         data = write_npz(Path(tmp) / "cifar10.npz", n_train=2000, n_test=200, seed=0)
-        space = Path(tmp) / "tiny.toml"
-        space.write_text(TINY_SPACE)
+        space = TINY_SPACE
         for n in worker_counts:
             url = f"sqlite:///{tmp}/w{n}.db"
             cmd = [sys.executable, "-m", "cifar_search", "run", "--study", "w", "--storage", url,

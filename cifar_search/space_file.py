@@ -1,6 +1,6 @@
 """Space files: TOML that narrows or fixes parts of the default space.
 
-    # studies/small.toml
+    # a space file (studies/small.toml is a shipped one)
     [params.family]
     choices = ["resnet9", "airbench"]     # a subset of the default choices
 

@@ -28,6 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cifar_search.budget import Budget
 from cifar_search.errors import ConfigError, StudyError
+from cifar_search.pruning import RungHalvingPruner, RungHyperbandPruner
+from cifar_search.tpe import make_tpe
 
 logger = logging.getLogger(__name__)
 # heartbeat, grouped TPE and the stale-trial retry are "experimental" in Optuna 5; we rely on
@@ -66,10 +68,11 @@ def make_sampler(
     groups). With several workers (``parallel``) it also uses the constant liar, so that workers
     do not all sample next to the same promising point; alone, it leaves it off because the
     liar makes TPE re-read the storage on every param (measured: ~2x the per-trial overhead
-    on SQLite, see bench/RESULTS.md).
+    on SQLite, see bench/RESULTS.md). It reads and splits the history once per trial, not once
+    per group (:mod:`cifar_search.tpe`).
     """
     if name == "tpe":
-        return optuna.samplers.TPESampler(
+        return make_tpe(
             seed=seed, multivariate=True, group=True, constant_liar=parallel,
             n_startup_trials=n_startup,
         )
@@ -87,10 +90,11 @@ def make_sampler(
 
 
 def make_pruner(name: str, budget: Budget) -> optuna.pruners.BasePruner:
-    """A pruner by name, on validation accuracy reported once per epoch."""
+    """A pruner by name, on validation accuracy reported once per epoch. The successive-halving
+    family skips its storage read at steps where it cannot act (:mod:`cifar_search.pruning`)."""
     warmup = max(budget.min_epochs - 1, 0)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+        return RungHyperbandPruner(
             min_resource=budget.min_epochs, max_resource=budget.epochs, reduction_factor=3
         )
     if name == "median":
@@ -98,9 +102,7 @@ def make_pruner(name: str, budget: Budget) -> optuna.pruners.BasePruner:
     if name == "percentile":
         return optuna.pruners.PercentilePruner(33.0, n_startup_trials=3, n_warmup_steps=warmup)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=budget.min_epochs, reduction_factor=3
-        )
+        return RungHalvingPruner(min_resource=budget.min_epochs, reduction_factor=3)
     if name == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=budget.min_epochs)
     if name == "none":

@@ -11,26 +11,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-# One tiny fixed model (plain CNN, width 16, one conv a stage): the search machinery is what
-# these tests exercise, so each trial trains in about a second on one core.
-TINY_TOML = """\
-[params.family]
-value = "plain_cnn"
-[params.width]
-value = 16
-[params.depth_plain]
-value = "1-1-1"
-[params.input_size]
-value = 32
-[params.hidden]
-value = 0
-[params.batch_size]
-value = 64
-[params.auto_augment]
-value = "none"
-[params.rotate]
-value = false
-"""
+# One tiny fixed model (studies/tiny.toml: plain CNN, width 16, one conv a stage): the search
+# machinery is what these tests exercise, so each trial trains in about a second on one core.
+TINY_TOML = (Path(__file__).resolve().parents[1] / "studies" / "tiny.toml").read_text()
 
 
 def search_args(storage: str, study: str, data: Path, space: Path, *extra: str) -> list[str]:

@@ -202,9 +202,10 @@ def test_dashboard_lists_the_study_while_it_runs(
     seen_running = False
     while proc.poll() is None:  # the dashboard reads while the worker writes
         studies = _get(f"{dashboard}/api/studies")["study_summaries"]
-        sid = studies[0]["study_id"]
-        trials = _get(f"{dashboard}/api/studies/{sid}?after=0")["trials"]
-        seen_running |= any(t["state"] == "Running" for t in trials)
+        if studies:  # empty until the run has created its study
+            sid = studies[0]["study_id"]
+            trials = _get(f"{dashboard}/api/studies/{sid}?after=0")["trials"]
+            seen_running |= any(t["state"] == "Running" for t in trials)
         time.sleep(0.3)
     out = proc.stdout.read() if proc.stdout else ""
     assert proc.returncode == 0, out

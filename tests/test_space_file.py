@@ -71,3 +71,28 @@ def test_missing_file() -> None:
 def test_default_file_form_reads_back_unchanged() -> None:
     as_file = tomllib.loads(dump_space(DEFAULT_SPACE))
     assert apply_overrides(DEFAULT_SPACE, as_file) == DEFAULT_SPACE
+
+
+def test_every_space_file_the_docs_name_is_shipped_and_valid() -> None:
+    import re
+
+    texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "cifar_search").rglob("*.py")]
+    named = {m for f in texts for m in re.findall(r"studies/([\w-]+\.toml)", f.read_text())}
+    shipped = {f.name for f in (ROOT / "studies").glob("*.toml")}
+    assert "small.toml" in named
+    assert named <= shipped, f"named in the docs but not shipped: {sorted(named - shipped)}"
+    for name in sorted(shipped):
+        load_space(ROOT / "studies" / name)  # every key of every shipped file is valid
+
+
+def test_the_fast_presets_warm_start_a_study_on_small_toml() -> None:
+    from cifar_search.presets import get_preset
+    from cifar_search.search_space import config_to_params, outside_space
+
+    small = load_space(ROOT / "studies" / "small.toml")
+    assert {p.name: p for p in small.params}["family"].choices == ("resnet9", "airbench")
+    for name in ("davidnet", "era-custom-resnet", "fast94"):
+        params = config_to_params(get_preset(name).config, small)
+        assert outside_space(params, small) == [], name
+    assert outside_space(config_to_params(get_preset("resnet18").config, small), small)
