@@ -61,6 +61,7 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("accuracy",)
     keep_top_k: int = 3
     heartbeat: int | None = 30  # seconds
+    oom_retry: bool = True  # queue an out-of-memory trial again at the next smaller batch
     data: str | Path | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -144,7 +145,7 @@ def prepare_search(s: SearchSettings) -> Search:
     objective = Objective(data=data, space=search.space, budget=search.budget,
                           runtime=search.runtime, study_seed=s.seed, objectives=s.objectives,
                           constraints=search.constraints, admit=SlotClaim(s.trials),
-                          tags={"worker": worker_name(s.worker)})
+                          tags={"worker": worker_name(s.worker)}, oom_retry=s.oom_retry)
     if len(s.objectives) == 1:
         objective.on_model = TopKCheckpoints(_artifacts_for(search.storage_url, s.study),
                                              s.keep_top_k)

@@ -28,7 +28,7 @@ from cifar_search.errors import DivergedError, SurplusTrial
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
-from cifar_search.search_space import Space, suggest_config
+from cifar_search.search_space import UNSET, Space, suggest_config
 from cifar_search.trainer import EpochMetrics, train
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class Objective:
     # before training: False means the study's trials are all taken (see study.SlotClaim)
     admit: Callable[[optuna.Trial], bool] | None = None
     tags: dict[str, Any] = field(default_factory=dict)  # extra user attributes (the worker)
+    # on out-of-memory, queue the same params at the next smaller batch size of the space
+    oom_retry: bool = True
     _cost_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
@@ -157,17 +159,44 @@ class Objective:
             self._end(trial, "interrupted", curve, "")
             raise
         except Exception as exc:
-            if is_out_of_memory(exc):
-                model = None
-                self._end(trial, "oom", curve, str(exc).splitlines()[0][:300])
-                raise optuna.TrialPruned(f"out of memory at batch {cfg.batch_size}") from None
-            self._end(trial, "error", curve, "".join(traceback.format_exception(exc))[-4000:])
-            raise
+            if not is_out_of_memory(exc):
+                self._end(trial, "error", curve,
+                          "".join(traceback.format_exception(exc))[-4000:])
+                raise
+            # a model that could not even be built will not fit at any batch size
+            retry = None if model is None else self._retry_smaller(trial, cfg.batch_size)
+            self._end(trial, "oom", curve, str(exc).splitlines()[0][:300])
+            out_of_memory = f"out of memory at batch {cfg.batch_size}" + (
+                f"; queued again at batch {retry}" if retry else "")
+            # Not raised from here: the exception's traceback holds the training frames and
+            # with them every activation of the failed step. Leaving this block drops them,
+            # so the memory is free before `finally` releases it and the next trial starts.
         finally:
-            del model
+            model = None
             left = release_memory(self.runtime.device)
             if left:
                 logger.warning("trial %d left %d CUDA bytes allocated", trial.number, left)
+        raise optuna.TrialPruned(out_of_memory)
+
+    def _retry_smaller(self, trial: optuna.Trial, batch_size: int) -> int | None:
+        """Queue this trial's params again at the largest batch size of the space below
+        ``batch_size``; returns it, or None where there is none (or the batch size is fixed).
+        Learning rates are per 1024 examples, so the retry needs no other change."""
+        if not self.oom_retry:
+            return None
+        param = next((p for p in self.space.params if p.name == "batch_size"), None)
+        if param is None or param.fixed is not UNSET or "batch_size" not in trial.params:
+            return None
+        smaller = [int(b) for b in param.choices if b < batch_size]
+        if not smaller:
+            return None
+        retry = max(smaller)
+        trial.study.enqueue_trial({**trial.params, "batch_size": retry},
+                                  user_attrs={"oom_retry_of": trial.number})
+        trial.set_user_attr("oom_retry_batch", retry)
+        logger.warning("trial %d: out of memory at batch %d; queued again at batch %d",
+                       trial.number, batch_size, retry)
+        return retry
 
     def _measure(self, cfg: TrainConfig) -> tuple[int, int]:
         key = repr(cfg.model)

@@ -131,6 +131,70 @@ def test_out_of_memory_and_divergence_are_recorded_and_the_study_goes_on(
     assert "allocate" in oom.user_attrs["error"] or "memory" in oom.user_attrs["error"]
     assert nan.user_attrs["end"] == "diverged" and nan.state == TrialState.PRUNED
     assert ok.user_attrs["end"] in ("complete", "pruned")
+    # the model itself did not fit: no smaller batch would help, so nothing was queued again
+    assert "oom_retry_batch" not in oom.user_attrs
+    assert not load(tmp_path).get_trials(states=(TrialState.WAITING,))
+
+
+# Runs a search under an address-space limit set just above what the process holds once its
+# data is loaded: a real allocation failure at batch 1024 that batch 64 fits under.
+OOM_SCRIPT = """
+import resource, sys
+import optuna
+from cifar_search.launch import SearchSettings, prepare_search
+from cifar_search.search_space import UNSET
+from cifar_search.space_file import load_space
+
+data, db, headroom_gib, *flags = sys.argv[1:]
+space = (load_space("studies/tiny.toml").replace_param("width", fixed=64)
+         .replace_param("batch_size", choices=(64, 1024), fixed=UNSET))
+search = prepare_search(SearchSettings(
+    study="t", storage=f"sqlite:///{db}", trials=2, budget="smoke", epochs=1, data=data,
+    space=space, device="cpu", progress=False, presets=(), max_flops=1e12,
+    oom_retry="--no-oom-retry" not in flags))
+search.study.enqueue_trial({"batch_size": 1024, "optimizer": "sgd"})
+status = open("/proc/self/status").read().split("VmSize:")[1]
+held = int(status.split()[0]) * 1024
+limit = held + int(float(headroom_gib) * 2**30)
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+search.run()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmSize (Linux)")
+@pytest.mark.parametrize("retry", [True, False])
+def test_out_of_memory_at_a_batch_size_is_retried_at_a_smaller_one(
+    tmp_path: Path, synthetic_npz: Path, retry: bool
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "oom.py"
+    script.write_text(OOM_SCRIPT)
+    db = tmp_path / "t.db"
+    args = [sys.executable, str(script), str(synthetic_npz), str(db), "0.4"]
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # keeps reserved address space predictable
+    proc = subprocess.run([*args, *([] if retry else ["--no-oom-retry"])], env=env,
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name="t", storage=f"sqlite:///{db}").trials
+    first = trials[0]
+    assert first.params["batch_size"] == 1024 and first.user_attrs["end"] == "oom"
+    assert "allocate" in first.user_attrs["error"]
+    if not retry:
+        assert "oom_retry_batch" not in first.user_attrs
+        assert all(t.user_attrs.get("oom_retry_of") is None for t in trials)
+        return
+    assert first.user_attrs["oom_retry_batch"] == 64
+    second = trials[1]
+    assert second.user_attrs["oom_retry_of"] == 0
+    assert {k: v for k, v in second.params.items() if k != "batch_size"} == {
+        k: v for k, v in first.params.items() if k != "batch_size"}
+    assert second.params["batch_size"] == 64
+    # it trained: the failed step's memory was given back before the retry started
+    assert second.user_attrs["end"] in ("complete", "pruned"), second.user_attrs.get("error")
 
 
 def test_a_bug_in_every_trial_stops_the_study_with_its_traceback(

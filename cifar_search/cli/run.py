@@ -71,6 +71,8 @@ def register(sub: Any) -> None:
                    help="accuracy | accuracy,params | accuracy,flops | accuracy,time "
                    "(several: Pareto front, no pruning)")
     p.add_argument("--keep-top-k", type=int, default=3, help="checkpoints kept as artifacts")
+    p.add_argument("--no-oom-retry", dest="oom_retry", action="store_false",
+                   help="do not queue an out-of-memory trial again at a smaller batch size")
     p.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between heartbeats; a trial silent for 4x this is retried")
     p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         space=args.space, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
         presets=_presets(args.enqueue_presets), max_params=args.max_params,
         max_flops=args.max_flops, objectives=objectives, keep_top_k=args.keep_top_k,
-        heartbeat=args.heartbeat, data=args.data, device=args.device,
+        heartbeat=args.heartbeat, oom_retry=args.oom_retry, data=args.data, device=args.device,
         precision=args.precision, progress=not args.no_progress,
     )
     if args.workers is not None:
