@@ -90,8 +90,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+LEAK_WARN_BYTES = 64 << 20  # growth of allocated CUDA memory between trials worth a warning
+
+
 def release_memory(device: torch.device) -> int:
-    """Free what the last trial left behind; returns CUDA bytes still allocated (0 on CPU)."""
+    """Free what earlier trials left behind; returns CUDA bytes still allocated (0 on CPU).
+
+    The cyclic collector is needed, not only reference counts: Optuna keeps a pruned or failed
+    trial's exception in a local of its trial loop, whose frame is on that exception's own
+    traceback. The cycle holds every frame the exception passed through, and with them the
+    trial's model, optimizer state and batches, until a collection runs."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -119,12 +127,14 @@ class Objective:
     # on out-of-memory, queue the same params at the next smaller batch size of the space
     oom_retry: bool = True
     _cost_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _held_between_trials: int | None = None  # CUDA bytes when this process's last trial began
 
     @property
     def multi(self) -> bool:
         return len(self.objectives) > 1
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        self._release_earlier_trials(trial.number)
         cfg = suggest_config(trial, self.space, epochs=self.budget.epochs)
         seed = trial_seed(self.study_seed, trial.number)
         for key, value in {
@@ -172,11 +182,21 @@ class Objective:
             # with them every activation of the failed step. Leaving this block drops them,
             # so the memory is free before `finally` releases it and the next trial starts.
         finally:
-            model = None
-            left = release_memory(self.runtime.device)
-            if left:
-                logger.warning("trial %d left %d CUDA bytes allocated", trial.number, left)
+            model = None  # the rest is released when the next trial starts (see there)
         raise optuna.TrialPruned(out_of_memory)
+
+    def _release_earlier_trials(self, number: int) -> None:
+        """Release, and check, what earlier trials left, before this one allocates anything.
+        Done here rather than when a trial ends: a pruned or failed trial's memory is held by
+        the exception Optuna is still handling then (see :func:`release_memory`)."""
+        held = release_memory(self.runtime.device)
+        # the data set stays on the device; cuBLAS workspaces (a few MiB) appear once
+        grown = 0 if self._held_between_trials is None else held - self._held_between_trials
+        if grown > LEAK_WARN_BYTES:
+            logger.warning("before trial %d: %d MiB more CUDA memory allocated than before the "
+                           "last trial; something from it is still referenced",
+                           number, grown >> 20)
+        self._held_between_trials = held
 
     def _retry_smaller(self, trial: optuna.Trial, batch_size: int) -> int | None:
         """Queue this trial's params again at the largest batch size of the space below
