@@ -136,9 +136,10 @@ def test_out_of_memory_and_divergence_are_recorded_and_the_study_goes_on(
     assert not load(tmp_path).get_trials(states=(TrialState.WAITING,))
 
 
-def test_a_diverged_trials_model_is_freed_before_the_next_trial_builds_one(
+def test_a_diverged_or_pruned_trials_model_is_freed_before_the_next_one_is_built(
     tmp_path: Path, synthetic_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import gc
     import weakref
 
     import cifar_search.objective as objective
@@ -164,10 +165,32 @@ def test_a_diverged_trials_model_is_freed_before_the_next_trial_builds_one(
     search.study.enqueue_trial(diverge)
     search.study.enqueue_trial({"width": 16, "optimizer": "sgd", "batch_size": 64,
                                 "lr_sgd": 0.5})
-    assert search.run().finished == 3
+    gc.disable()  # freed by reference counting alone, not by a collection that happened to run
+    try:
+        assert search.run().finished == 3
+    finally:
+        gc.enable()
     assert [t.user_attrs["end"] for t in load(tmp_path).trials][:2] == ["diverged"] * 2
-    # Optuna holds a pruned trial's exception in a reference cycle; without a collection
-    # between trials the diverged models would still be alive here.
+    # Optuna holds the exception that ended a trial in a reference cycle; had it been the one
+    # raised in training, the diverged models would still be alive here.
+    assert alive_at_creation == [0, 0, 0]
+
+    # the same for a trial the pruner stops (its TrialPruned is raised inside training)
+    earlier.clear()
+    alive_at_creation.clear()
+    pruned_path = tmp_path / "pruned"
+    pruned_path.mkdir()
+    search = prepare_search(settings(pruned_path, synthetic_npz, trials=3, epochs=3,
+                                     space=space, pruner="halving"))
+    good = {"width": 16, "optimizer": "sgd", "batch_size": 64, "lr_sgd": 0.5}
+    for params in (good, {**good, "lr_sgd": 0.001, "use_weight_decay": False}, good):
+        search.study.enqueue_trial(params)
+    gc.disable()
+    try:
+        assert search.run().finished == 3
+    finally:
+        gc.enable()
+    assert load(pruned_path).trials[1].user_attrs["end"] == "pruned"
     assert alive_at_creation == [0, 0, 0]
 
 
