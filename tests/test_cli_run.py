@@ -198,7 +198,8 @@ def _get(url: str) -> dict:
 def test_dashboard_lists_the_study_while_it_runs(
     tmp_path: Path, synthetic_npz: Path, tiny_space: Path, dashboard: str
 ) -> None:
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "2")
+    # trials of a few epochs, polled often: a tiny trial takes well under a second
+    proc = _spawn(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "6")
     seen_running = False
     while proc.poll() is None:  # the dashboard reads while the worker writes
         studies = _get(f"{dashboard}/api/studies")["study_summaries"]
