@@ -43,7 +43,7 @@ from cifar_search.study import StopAtTotal, make_pruner, make_sampler
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 16  # reported per full trial (the gpu budget)
 STORAGES = ("sqlite-optuna-default", "sqlite-cifar-search", "journal-file", "postgresql")
-TINY_SPACE = Path(__file__).resolve().parents[1] / "studies" / "tiny.toml"
+TINY_SPACE = REPO / "studies" / "tiny.toml"
 
 
 def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:
@@ -152,12 +152,11 @@ def run_workers(worker_counts: list[int], total: int) -> str:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         data = write_npz(Path(tmp) / "cifar10.npz", n_train=2000, n_test=200, seed=0)
-        space = TINY_SPACE
         for n in worker_counts:
             url = f"sqlite:///{tmp}/w{n}.db"
             cmd = [sys.executable, "-m", "cifar_search", "run", "--study", "w", "--storage", url,
                    "--workers", str(n), "--trials", str(total), "--budget", "smoke",
-                   "--epochs", "1", "--train-subset", "256", "--space", str(space), "--data",
+                   "--epochs", "1", "--train-subset", "256", "--space", str(TINY_SPACE), "--data",
                    str(data), "--device", "cpu", "--pruner", "none", "--no-progress"]
             start = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)

@@ -28,7 +28,7 @@ from cifar_search.errors import DivergedError, SurplusTrial
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
-from cifar_search.search_space import UNSET, Space, suggest_config
+from cifar_search.search_space import Space, suggest_config
 from cifar_search.trainer import EpochMetrics, train
 
 logger = logging.getLogger(__name__)
@@ -209,12 +209,9 @@ class Objective:
         """Queue this trial's params again at the largest batch size of the space below
         ``batch_size``; returns it, or None where there is none (or the batch size is fixed).
         Learning rates are per 1024 examples, so the retry needs no other change."""
-        if not self.oom_retry:
+        if not self.oom_retry or "batch_size" not in trial.params:  # fixed: nothing to lower
             return None
-        param = next((p for p in self.space.params if p.name == "batch_size"), None)
-        if param is None or param.fixed is not UNSET or "batch_size" not in trial.params:
-            return None
-        smaller = [int(b) for b in param.choices if b < batch_size]
+        smaller = [int(b) for b in self.space.get("batch_size").choices if b < batch_size]
         if not smaller:
             return None
         retry = max(smaller)
