@@ -17,6 +17,7 @@ from cifar_search.errors import CifarSearchError
 
 # module name under cifar_search.cli, in the order `--help` lists them
 COMMANDS: tuple[str, ...] = (
+    "auto",
     "run",
     "status",
     "trials",
@@ -34,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
 
 EPILOG = """\
 examples:
+  cifar-search auto --time 10m                  # a tested, exported model in 10 minutes
   cifar-search run --trials 200                 # search; resumable; SQLite under studies/
   cifar-search run --budget smoke --trials 5    # a minute on a laptop CPU
   cifar-search status                           # counts, best so far, time spent

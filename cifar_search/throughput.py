@@ -1,0 +1,142 @@
+"""Measured training and evaluation speed of a config on this device, cached per device.
+
+``auto`` plans a wall-clock budget from these figures instead of fixed budget names: how many
+epochs of each candidate fit in the final training, and what one search trial costs. A
+measurement is a warm-up step (oneDNN / cuDNN primitives, the allocator), then a timed pass of a
+few batches through the real trainer, loader and augmentation, and a timed forward pass.
+
+A measurement runs at the config's own batch size (capped at :data:`MAX_BATCH`): the rate on a
+GPU depends on it, and on a CPU one or two steps of the real batch cost a few seconds and agree
+with whole epochs better than small batches do. Figures are cached in
+``<cache>/throughput.json`` under the device name, precision, memory format, torch version and
+the model and batch, so a second plan on the same machine measures nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from cifar_search.augment import BatchAugment
+from cifar_search.config import TrainConfig
+from cifar_search.data import default_data_dir
+from cifar_search.evaluation import evaluate
+from cifar_search.loader import DeviceLoader
+from cifar_search.models import create_model
+from cifar_search.runtime import Runtime, seed_everything
+from cifar_search.trainer import train
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1024  # images per timed step at most
+TIMED_STEPS = 2  # batches in the timed training pass, after one warm-up batch
+CACHE_NAME = "throughput.json"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Images per second of one config on one device."""
+
+    train: float  # training images/s, augmentation and optimiser step included
+    eval: float  # single-view evaluation images/s (test-time augmentation multiplies the cost)
+
+    def train_seconds(self, images: int, epochs: int) -> float:
+        return images * epochs / self.train
+
+    def eval_seconds(self, images: int, views: int = 1) -> float:
+        return images * views / self.eval
+
+
+def tta_views(tta: str) -> int:
+    """Forward passes per image of a test-time augmentation (see cifar_search.evaluation)."""
+    return {"none": 1, "flip": 2, "flip_translate": 6}[tta]
+
+
+def measure(cfg: TrainConfig, runtime: Runtime, x: torch.Tensor, y: torch.Tensor) -> Rate:
+    """Time ``cfg`` on ``x`` (uint8 NHWC on the device) and ``y``: a warm-up step, then
+    :data:`TIMED_STEPS` training steps and one evaluation pass over the same images."""
+    b = min(cfg.batch_size, MAX_BATCH)
+    n = b * TIMED_STEPS
+    if len(y) < n:
+        x, y = x.repeat(n // len(y) + 1, 1, 1, 1)[:n], y.repeat(n // len(y) + 1)[:n]
+    cfg = cfg.replace(batch_size=b, early_stopping=0, epochs=1)
+    seed_everything(0)
+    model = create_model(cfg.model)
+    augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
+
+    def loader(images: int) -> DeviceLoader:
+        return DeviceLoader(x[:images], y[:images], b, augment=augment, shuffle=True,
+                            drop_last=True, seed=0, memory_format=runtime.memory_format)
+
+    train(model, cfg, loader(b), None, runtime, seed=0)  # warm-up
+    result = train(model, cfg, loader(n), None, runtime, seed=0)
+    eval_loader = DeviceLoader(x[:n], y[:n], b, memory_format=runtime.memory_format)
+    evaluate(model, eval_loader, runtime)  # warm-up of the eval-mode kernels
+    _sync(runtime)
+    start = time.perf_counter()
+    evaluate(model, eval_loader, runtime)
+    _sync(runtime)
+    eval_rate = n / max(time.perf_counter() - start, 1e-9)
+    return Rate(train=result.history[0].images_per_s, eval=eval_rate)
+
+
+def _sync(runtime: Runtime) -> None:
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize(runtime.device)
+
+
+class RateCache:
+    """``throughput.json``: measured :class:`Rate` per device and config, read and written
+    whole (a few kB). A corrupt file is ignored and rewritten, never an error."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else default_data_dir() / CACHE_NAME
+        self._entries: dict[str, dict[str, float]] = self._read()
+
+    def _read(self) -> dict[str, dict[str, float]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def key(cfg: TrainConfig, runtime: Runtime) -> str:
+        d = runtime.describe()
+        return json.dumps([d["device_name"], d["precision"], d["channels_last"],
+                           torch.__version__, repr(cfg.model), repr(cfg.augment),
+                           cfg.batch_size, cfg.optim.optimizer, cfg.lookahead, cfg.ema_decay])
+
+    def get(self, cfg: TrainConfig, runtime: Runtime) -> Rate | None:
+        hit = self._entries.get(self.key(cfg, runtime))
+        try:
+            return None if hit is None else Rate(float(hit["train"]), float(hit["eval"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, cfg: TrainConfig, runtime: Runtime, rate: Rate) -> None:
+        self._entries[self.key(cfg, runtime)] = asdict(rate)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._entries, indent=0), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a read-only cache only costs the next plan a measurement
+            logger.warning("could not write the throughput cache %s: %s", self.path, exc)
+
+    def rate(self, cfg: TrainConfig, runtime: Runtime, x: torch.Tensor,
+             y: torch.Tensor) -> tuple[Rate, bool]:
+        """The cached rate of ``cfg``, or a fresh measurement (then cached). Returns
+        ``(rate, measured_now)``."""
+        hit = self.get(cfg, runtime)
+        if hit is not None:
+            return hit, False
+        rate = measure(cfg, runtime, x, y)
+        self.put(cfg, runtime, rate)
+        return rate, True

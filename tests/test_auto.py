@@ -1,0 +1,137 @@
+"""`cifar-search auto` end to end on a generated data set: the plan, the search's trials in the
+study, the final training of the winner on all training images, the exports, Ctrl-C and resume.
+
+The plan is made from injected rates (``AutoSettings.rates``), so what is planned does not
+depend on how fast this machine is; the tiny recipes then train for real in a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cifar_search.auto import AutoSettings, run_auto
+from cifar_search.checkpoint import read_config
+from cifar_search.cli.main import main
+from cifar_search.config import AugmentConfig, ModelConfig, OptimConfig, TrainConfig
+from cifar_search.errors import StudyError
+from cifar_search.retrain import config_differences
+from cifar_search.throughput import Rate
+from cifar_search.trainer import EpochMetrics
+
+
+def recipe(lr: float, width: int = 16) -> TrainConfig:
+    """A tiny plain CNN inside the default space; lr as the optimiser receives it (batch 64)."""
+    return TrainConfig(
+        model=ModelConfig(family="plain_cnn", width=width, depth=(1, 1, 1)),
+        augment=AugmentConfig(crop_padding=0, flip="none"),
+        optim=OptimConfig(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=5e-4),
+        epochs=2, batch_size=64)
+
+
+RECIPES = {"good": recipe(0.05), "slow-lr": recipe(0.002), "other": recipe(0.02)}
+
+
+def rates(cfg: TrainConfig) -> Rate:
+    """20 images/s at width 16, falling with the square of the width: T of 1200 s then holds
+    about six trainings of a recipe, so the plan searches, and the final training is short."""
+    return Rate(train=20.0 * (16 / cfg.model.width) ** 2, eval=1000.0)
+
+
+def settings(tmp_path: Path, data: Path, **kw: object) -> AutoSettings:
+    base: dict[str, object] = dict(
+        time=1200.0, study="a", storage=f"sqlite:///{tmp_path}/a.db", out=tmp_path / "model",
+        data=data, device="cpu", precision="fp32", recipes=RECIPES, variants=2, rates=rates,
+        export=False)
+    return AutoSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="a", storage=f"sqlite:///{tmp_path}/a.db")
+
+
+def test_auto_searches_then_trains_and_exports_the_top_rungs_winner(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    lines: list[str] = []
+    result = run_auto(settings(tmp_path, synthetic_npz, export=True), say=lines.append)
+    plan = result.plan
+    assert plan.rungs and plan.search_s + plan.final_s == pytest.approx(plan.left_s)
+    assert plan.left_s <= plan.time_s
+    assert lines[0].startswith("time 1200 s")  # the plan is said before anything trains
+    study = load(tmp_path)
+    trials = study.get_trials(deepcopy=False)
+    rungs = [t.user_attrs["rung"] for t in trials]
+    assert rungs[: plan.rungs[0].trials] == [0] * plan.rungs[0].trials
+    assert max(rungs) == len(plan.rungs) - 1
+    names = {t.user_attrs["candidate"] for t in trials}
+    assert {"good@w24", "slow-lr@w24", "other@w24"} <= names  # every recipe, scaled to fit
+    assert any("~" in n for n in names)  # and variants of the best
+    for t in trials:  # ordinary trials: retrain, status and the dashboard read them
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["end"] == "complete"
+        assert t.user_attrs["curve"][-1]["val_acc"] == pytest.approx(t.value)
+    top = [t for t in trials if t.user_attrs["rung"] == len(plan.rungs) - 1]
+    best = max(top, key=lambda t: (t.value, "~" not in t.user_attrs["candidate"]))
+    assert result.winner == best.user_attrs["candidate"]
+    # the exported model is the winner's config, trained with the epochs that fill the rest
+    shipped = read_config(result.run_dir)
+    stored = TrainConfig.from_dict(best.user_attrs["config"])
+    assert config_differences(shipped.replace(epochs=stored.epochs), stored) == []
+    assert (result.run_dir / "model.onnx").is_file() and (result.run_dir / "MODEL.md").is_file()
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["data"]["train_size"] == 2000  # all training images, validation merged
+    assert metrics["auto"]["winner"] == result.winner
+    assert len(metrics["auto"]["rank_correlation"]) == len(plan.rungs) - 1
+    state = study.user_attrs["auto"]
+    assert state["final"]["test_acc"] == pytest.approx(result.test_acc)
+    assert state["spent_s"] <= 1200 and f"retrain:{best.number}" in study.user_attrs
+    with pytest.raises(StudyError, match="is finished"):  # nothing is trained twice
+        run_auto(settings(tmp_path, synthetic_npz))
+
+
+def test_no_search_where_it_cannot_pay_trains_the_strongest_recipe(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    result = run_auto(settings(tmp_path, synthetic_npz, time=400.0), say=lambda _: None)
+    assert result.plan.rungs == () and "no search" in result.plan.reason
+    assert result.winner.startswith("good")  # the first recipe is the prior's choice
+    assert load(tmp_path).get_trials() == []
+    assert "retrain:preset:good" in load(tmp_path).user_attrs
+
+
+def test_ctrl_c_in_the_final_training_resumes_within_what_is_left(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    def interrupt(epochs: int, epoch: int, m: EpochMetrics) -> None:
+        raise KeyboardInterrupt
+
+    two = {k: RECIPES[k] for k in ("good", "other")}
+    with pytest.raises(KeyboardInterrupt):
+        run_auto(settings(tmp_path, synthetic_npz, recipes=two, variants=1), say=lambda _: None,
+                 on_epoch=interrupt)
+    study = load(tmp_path)
+    searched = len(study.trials)
+    spent = study.user_attrs["auto"]["spent_s"]
+    assert searched > 0 and spent > 0 and "final" not in study.user_attrs["auto"]
+    lines: list[str] = []
+    result = run_auto(settings(tmp_path, synthetic_npz, recipes=two, variants=1),
+                      say=lines.append)
+    assert len(load(tmp_path).trials) == searched  # the search's trials are not run again
+    assert lines[0].startswith("resuming")
+    assert result.wall_s >= spent and result.wall_s <= 1200
+    with pytest.raises(StudyError, match="--time 1200"):  # T belongs to the study
+        run_auto(settings(tmp_path, synthetic_npz, study="a", time=600.0))
+
+
+def test_cli_refuses_bad_time_in_one_line(tmp_path: Path, synthetic_npz: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "ten", "1x"):
+        assert main(["auto", "--time", bad, "--data", str(synthetic_npz), "--storage",
+                     f"sqlite:///{tmp_path}/x.db"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--time" in err
+    assert not (tmp_path / "x.db").exists()
+    assert main(["auto", "--time", "10m", "--presets", "nope", "--data", str(synthetic_npz),
+                 "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
