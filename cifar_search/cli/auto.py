@@ -77,9 +77,14 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix_str(f"train {100 * m.train_acc:.1f}% loss {m.train_loss:.3f}")
 
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the lines above say the same
     try:
         result = run_auto(settings, say=say, on_epoch=on_epoch)
     finally:
+        optuna.logging.set_verbosity(verbosity)
         if bar is not None:
             bar.close()
     r = result.retrain

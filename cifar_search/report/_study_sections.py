@@ -6,6 +6,7 @@ import logging
 import math
 import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import optuna
@@ -79,7 +80,23 @@ def summary(data: StudyData) -> str:
         )
     else:
         parts.append(note("No complete trial yet."))
+    auto = data.user_attrs.get("auto")
+    if isinstance(auto, dict):
+        parts.append(auto_plan_note(auto))
     return "\n".join(parts)
+
+
+def auto_plan_note(auto: dict[str, Any]) -> str:
+    """What ``cifar-search auto`` planned and how well each rung predicted the next."""
+    plan: dict[str, Any] = auto.get("plan") or {}
+    final: dict[str, Any] = auto.get("final") or {}
+    rhos: list[float | None] = auto.get("rank_correlation") or []
+    rho = ", ".join("n/a" if r is None else f"{r:.2f}" for r in rhos) or "n/a"
+    tested = f", test accuracy {100 * final['test_acc']:.2f}%" if "test_acc" in final else ""
+    return (f"<p>auto --time {fmt_seconds(auto.get('time_s'))} (spent "
+            f"{fmt_seconds(auto.get('spent_s'))}): {esc(str(plan.get('reason', '')))}. "
+            f"Rank correlation between rungs (Spearman): {esc(rho)}. Final training: "
+            f"{esc(str(final.get('winner', 'not yet')))}{tested}.</p>")
 
 
 def history(data: StudyData, renderer: FigureRenderer) -> str:
