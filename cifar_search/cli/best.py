@@ -9,7 +9,6 @@ from typing import Any
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args
 from cifar_search.errors import StudyError
-from cifar_search.inspect_study import best_trials, retrain_record
 
 
 def register(sub: Any) -> None:
@@ -20,6 +19,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifar_search.inspect_study import best_trials, retrain_record
+
     study = _study.load(args)
     best = best_trials(study)
     if not best:

@@ -8,8 +8,6 @@ from typing import Any
 
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args
-from cifar_search.launch import _artifacts_for
-from cifar_search.storage import open_storage
 
 
 def register(sub: Any) -> None:
@@ -23,6 +21,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
+
+    from cifar_search.launch import _artifacts_for
+    from cifar_search.storage import open_storage
 
     url = _study.storage_url(args)
     _study.load(args)  # fail with a clear line if the study does not exist

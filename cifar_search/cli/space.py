@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cifar_search.search_space import UNSET
-from cifar_search.space_file import dump_space, load_space
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("space", help="print the effective search space")
@@ -17,6 +14,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifar_search.search_space import UNSET
+    from cifar_search.space_file import dump_space, load_space
+
     space = load_space(args.space)
     if args.toml:
         print(dump_space(space), end="")

@@ -7,7 +7,6 @@ from typing import Any
 
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args
-from cifar_search.inspect_study import best_trials, retrain_record, state_counts, time_spent
 
 
 def register(sub: Any) -> None:
@@ -17,6 +16,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifar_search.inspect_study import (
+        best_trials,
+        retrain_record,
+        state_counts,
+        time_spent,
+    )
+
     study = _study.load(args)
     counts = state_counts(study)
     attrs = study.user_attrs

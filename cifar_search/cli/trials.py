@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import pandas as pd
-
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args, positive_int
-from cifar_search.inspect_study import trials_frame
 
 
 def register(sub: Any) -> None:
@@ -21,6 +18,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cifar_search.inspect_study import trials_frame
+
     study = _study.load(args)
     df = trials_frame(study)
     if args.csv:
