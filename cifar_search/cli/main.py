@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "auto",
     "run",
     "status",
+    "studies",
+    "delete_study",
     "trials",
     "best",
     "space",
