@@ -54,6 +54,11 @@ def objective_directions(
     return ["maximize" if o == "accuracy" else "minimize" for o in objectives]
 
 
+# what optuna-dashboard writes on its axes instead of "Objective 0"
+METRIC_NAMES = {"accuracy": "val accuracy", "params": "params", "flops": "FLOPs",
+                "time": "train seconds"}
+
+
 def make_sampler(
     name: str,
     seed: int | None,
@@ -237,6 +242,9 @@ def create_or_resume(
     )
     stored = study.user_attrs
     if not stored:
+        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAMES[o] for o in objectives])
         study.set_user_attr("objectives", list(objectives))
         for key, value in settings.items():
             study.set_user_attr(key, value)

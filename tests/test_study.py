@@ -320,3 +320,17 @@ def test_multi_objective_returns_a_pareto_front(tmp_path: Path, synthetic_npz: P
     for t in study.best_trials:
         assert t.values[1] == t.user_attrs["n_params"]
     assert json.loads(json.dumps(study.user_attrs["objectives"])) == ["accuracy", "params"]
+
+
+def test_the_dashboard_names_the_metrics(tmp_path: Path) -> None:
+    from cifar_search.budget import BUDGETS
+    from cifar_search.storage import open_storage
+    from cifar_search.study import create_or_resume, make_pruner, make_sampler
+
+    storage = open_storage(f"sqlite:///{tmp_path}/m.db")
+    study = create_or_resume(storage, "m", sampler=make_sampler("random", 0, multi=True),
+                             pruner=make_pruner("none", BUDGETS["smoke"]),
+                             objectives=("accuracy", "params"), settings={"seed": 0})
+    assert study.metric_names == ["val accuracy", "params"]
+    again = optuna.load_study(study_name="m", storage=f"sqlite:///{tmp_path}/m.db")
+    assert again.metric_names == ["val accuracy", "params"]
