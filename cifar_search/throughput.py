@@ -96,8 +96,12 @@ class RateCache:
     whole (a few kB). A corrupt file is ignored and rewritten, never an error."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else default_data_dir() / CACHE_NAME
+        self.path = path if path is not None else self.default_path()
         self._entries: dict[str, dict[str, float]] = self._read()
+
+    @staticmethod
+    def default_path() -> Path:
+        return default_data_dir() / CACHE_NAME
 
     def _read(self) -> dict[str, dict[str, float]]:
         try:

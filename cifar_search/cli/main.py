@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "lr_find",
     "summary",
     "presets",
+    "env",
 )
 
 EPILOG = """\
