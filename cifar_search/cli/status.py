@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from cifar_search.cli import _study
@@ -12,6 +13,7 @@ from cifar_search.cli._common import add_study_args
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="study summary: counts, best so far, time spent")
     add_study_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output (fractions)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +29,16 @@ def run(args: argparse.Namespace) -> int:
     counts = state_counts(study)
     attrs = study.user_attrs
     budget = attrs.get("budget", {})
+    best = best_trials(study)
+    objectives = list(attrs.get("objectives", ["accuracy"]))
+    if args.json:
+        print(json.dumps({
+            "study": study.study_name, "storage": _study.storage_url(args), "budget": budget,
+            "seed": attrs.get("seed"), "objectives": objectives, "trials": len(study.trials),
+            "counts": counts, "time_spent_s": time_spent(study).total_seconds(),
+            "best": [{"number": t.number, "values": t.values,
+                      "retrain": retrain_record(study, t.number)} for t in best]}, indent=2))
+        return 0
     print(f"study {study.study_name} ({_study.storage_url(args)})")
     if budget:
         subset = budget.get("train_subset") or "all"
@@ -34,13 +46,12 @@ def run(args: argparse.Namespace) -> int:
               f"{subset} training images; seed {attrs.get('seed')}")
     print(f"trials {len(study.trials)}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"time spent in trials: {time_spent(study)}")
-    best = best_trials(study)
     if not best:
         print("best: no complete trial yet")
     for t in best[:10]:
-        values = ", ".join(f"{v:.4g}" for v in t.values or [])
+        values = ", ".join(_value(o, v) for o, v in zip(objectives, t.values or [], strict=False))
         family = t.user_attrs.get("config", {}).get("model", {}).get("family", "?")
-        line = f"best: trial {t.number} ({family}) values [{values}]"
+        line = f"best: trial {t.number} ({family}) {values}"
         retrain = retrain_record(study, t.number)
         if retrain:
             line += (f"; test acc {100 * retrain['test_acc_mean']:.2f}% "
@@ -48,3 +59,9 @@ def run(args: argparse.Namespace) -> int:
                      f"{len(retrain.get('seeds', []))} seed(s)")
         print(line)
     return 0
+
+
+def _value(objective: str, value: float) -> str:
+    if objective == "accuracy":
+        return f"val acc {100 * value:.2f}%"
+    return f"{objective} {value:,.4g}"

@@ -14,6 +14,8 @@ def register(sub: Any) -> None:
     add_study_args(p)
     p.add_argument("--top", type=positive_int, default=10, help="rows to print (default 10)")
     p.add_argument("--csv", metavar="FILE", help="also write every trial to this CSV file")
+    p.add_argument("--json", action="store_true",
+                   help="every trial as JSON records (accuracies as fractions)")
     p.set_defaults(func=run)
 
 
@@ -26,14 +28,23 @@ def run(args: argparse.Namespace) -> int:
     df = trials_frame(study)
     if args.csv:
         df.to_csv(args.csv, index=False)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
     if df.empty:
         print("no trials yet")
         return 0
     ascending = study.directions[0].name == "MINIMIZE"
     df = df.sort_values("value", ascending=ascending, na_position="last")
-    cols = [c for c in ("number", "state", "end", "value", "val_acc_best", "epochs_run",
-                        "n_params", "flops", "train_seconds", "test_acc", "family",
-                        "batch_size", "optimizer", "schedule") if c in df.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
+    accuracy = study.user_attrs.get("objectives", ["accuracy"])[0] == "accuracy"
+    percent = [c for c in ("value", "val_acc_best", "test_acc") if accuracy or c != "value"]
+    for col in percent:  # what a person reads is a percentage; --json keeps fractions
+        df[col] = df[col].map(lambda v: "-" if pd.isna(v) else f"{100 * v:.2f}%")
+    df = df.rename(columns={"value": "val acc" if accuracy else "value", "val_acc_best":
+                            "peak val", "epochs_run": "epochs", "train_seconds": "train s",
+                            "test_acc": "test acc", "batch_size": "batch", "n_params": "params"})
+    cols = [c for c in ("number", "end", "val acc", "peak val", "epochs", "params", "train s",
+                        "test acc", "family", "batch", "optimizer") if c in df.columns]
+    with pd.option_context("display.width", 100, "display.max_columns", 30):
         print(df[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
