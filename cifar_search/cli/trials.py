@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from cifar_search.atomic import atomic_path
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args, positive_int
 from cifar_search.inspect_study import trials_frame
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     study = _study.load(args)
     df = trials_frame(study)
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        with atomic_path(args.csv) as tmp:
+            df.to_csv(tmp, index=False)
     if df.empty:
         print("no trials yet")
         return 0
