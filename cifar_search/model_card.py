@@ -69,14 +69,18 @@ def headline(m: Mapping[str, Any]) -> str:
     when = (f"(mean ± sample standard deviation over {seeds} seed(s)), measured once per seed "
             f"after the last epoch on the {test_size} test images, which were used for nothing "
             "else.")
+    exported = bool(m.get("exports"))  # retrain --no-export writes no model*.onnx / .pt2
     if tta == "none":
-        return f"**Test accuracy {tta_acc}** {when} Reproduced by `{ONNX}` and `{PT2}`."
+        files = f" Reproduced by `{ONNX}` and `{PT2}`." if exported else ""
+        return f"**Test accuracy {tta_acc}** {when}{files}"
     if "test_acc_single_mean" not in m:  # a run from before single-view accuracy was kept
         return f"**Test accuracy {tta_acc}** with test-time augmentation `{tta}` {when}"
     single = _pm(m["test_acc_single_mean"], m.get("test_acc_single_std", 0.0))
-    return (f"**Test accuracy {tta_acc} with test-time augmentation `{tta}`** (`{ONNX_TTA}`, "
-            f"`{PT2_TTA}`, `cifar-search predict`); **{single} with one view per image** "
-            f"(`{ONNX}`, `{PT2}`, `predict --tta none`) {when}")
+    tta_files = f"`{ONNX_TTA}`, `{PT2_TTA}`, " if exported else ""
+    one_files = f"`{ONNX}`, `{PT2}`, " if exported else ""
+    return (f"**Test accuracy {tta_acc} with test-time augmentation `{tta}`** ({tta_files}"
+            f"`cifar-search predict`); **{single} with one view per image** ({one_files}"
+            f"`predict --tta none`) {when}")
 
 
 def model_card(metrics: Mapping[str, Any]) -> str:
