@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from datagen import write_npz
+from PIL import Image
 
 from cifar_search.cli.main import main
 from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
@@ -105,7 +106,7 @@ def test_metrics_and_result_line_give_both_numbers(retrained: tuple[Path, str]) 
 
 
 def test_predict_uses_the_model_tta_unless_told_not_to(
-    retrained: tuple[Path, str], data: Path, capsys: pytest.CaptureFixture[str]
+    retrained: tuple[Path, str], data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, _ = retrained
     with np.load(data) as d:
@@ -123,6 +124,12 @@ def test_predict_uses_the_model_tta_unless_told_not_to(
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "--tta {model,none}" in capsys.readouterr().out
+    png = tmp_path / "x.png"
+    Image.fromarray(images[0]).save(png)  # 32 x 32: the pixels arrive unchanged
+    for flag, want in ((["--tta", "none"], want_one[0]), ([], want_tta[0])):
+        assert main(["predict", "--model", str(out), str(png), "--top", "1", "--json", *flag]) == 0
+        (top,) = json.loads(capsys.readouterr().out)[0]["top"]
+        assert top["prob"] == pytest.approx(float(want.max()), abs=1e-5)
 
 
 def test_tta_model_is_the_evaluation_average() -> None:
