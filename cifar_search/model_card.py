@@ -72,15 +72,16 @@ def headline(m: Mapping[str, Any]) -> str:
     exported = bool(m.get("exports"))  # retrain --no-export writes no model*.onnx / .pt2
     if tta == "none":
         files = f" Reproduced by `{ONNX}` and `{PT2}`." if exported else ""
-        return f"**Test accuracy {tta_acc}** {when}{files}"
+        return f"**Test accuracy {tta_acc}** {when}{files}{_precision_note(m)}"
     if "test_acc_single_mean" not in m:  # a run from before single-view accuracy was kept
-        return f"**Test accuracy {tta_acc}** with test-time augmentation `{tta}` {when}"
+        return (f"**Test accuracy {tta_acc}** with test-time augmentation `{tta}` {when}"
+                f"{_precision_note(m)}")
     single = _pm(m["test_acc_single_mean"], m.get("test_acc_single_std", 0.0))
     tta_files = f"`{ONNX_TTA}`, `{PT2_TTA}`, " if exported else ""
     one_files = f"`{ONNX}`, `{PT2}`, " if exported else ""
     return (f"**Test accuracy {tta_acc} with test-time augmentation `{tta}`** ({tta_files}"
             f"`cifar-search predict`); **{single} with one view per image** ({one_files}"
-            f"`predict --tta none`) {when}")
+            f"`predict --tta none`) {when}{_precision_note(m)}")
 
 
 def model_card(metrics: Mapping[str, Any]) -> str:
@@ -163,6 +164,15 @@ misclassified test images are in `misclassified.npz` (`images`, `true`, `pred`, 
 - Every export was checked right after writing: {checks}.{notes}
 
 {loading_instructions(m.get("classes", []), tta)}"""
+
+
+def _precision_note(m: Mapping[str, Any]) -> str:
+    """Mixed precision moves a few borderline images: say so where the exports are float32."""
+    precision = m.get("device", {}).get("precision", "fp32")
+    if precision == "fp32":
+        return ""
+    return (f" The test images were evaluated under {precision} autocast, like the training; "
+            "the float32 exports and `predict` can differ on a few borderline images.")
 
 
 def _pm(mean: float, std: float) -> str:

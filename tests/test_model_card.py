@@ -35,3 +35,6 @@ def test_without_exports_tta_or_single_view_numbers() -> None:
     old = headline(metrics("flip_translate"))  # metrics.json from before test_acc_single
     assert "86.26% ± 0.00** with test-time augmentation `flip_translate`" in old
     assert "| 0 | 86.26% | ? |" in model_card(metrics("flip_translate"))
+    assert "autocast" not in old
+    bf16 = headline(metrics("flip", test_acc_single_mean=0.84, device={"precision": "bfloat16"}))
+    assert "evaluated under bfloat16 autocast" in bf16 and "borderline images" in bf16
