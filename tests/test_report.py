@@ -505,3 +505,17 @@ def test_cli_report_errors_are_one_line(
     assert not (tmp_path / "studies" / "nope.db").exists()
     assert not (tmp_path / "missing").exists()
     assert not list((tmp_path / "studies").glob("*.html"))
+
+
+def test_a_truncated_misclassified_file_is_a_note(tmp_path: Path) -> None:
+    from cifar_search.report._images import misclassified_grid
+
+    path = tmp_path / "misclassified.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, images=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+                        true=np.arange(20) % 10, pred=(np.arange(20) + 1) % 10)
+    whole = path.read_bytes()
+    assert "data:image/png;base64," in misclassified_grid(path, CLASSES)
+    for cut in (10, len(whole) // 2, len(whole) - 30):  # what a killed writer could leave
+        path.write_bytes(whole[:cut])
+        assert "truncated or corrupt?" in misclassified_grid(path, CLASSES)
