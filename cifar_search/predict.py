@@ -58,7 +58,12 @@ class Predictor:
     classes: tuple[str, ...]
     device: torch.device
     folder: Path
-    tta: TTA = "none"  # views averaged per image (load_predictor: the config's by default)
+    tta: PredictTTA = "model"  # "model": the config's test-time augmentation; "none": one view
+
+    @property
+    def views(self) -> TTA:
+        """The test-time augmentation whose views are averaged per image."""
+        return self.config.tta if self.tta == "model" else "none"
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)`` of uint8 RGB images ``(N, 32, 32, 3)``."""
@@ -70,7 +75,7 @@ class Predictor:
             for start in range(0, len(images), BATCH):
                 chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + BATCH]))
                 x = chunk.to(self.device).permute(0, 3, 1, 2).float() / 255
-                logits = tta_logits(self.model, x, self.tta)
+                logits = tta_logits(self.model, x, self.views)
                 out.append(logits.float().softmax(1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -119,7 +124,7 @@ def load_predictor(
         raise ModelFolderError(f"{folder}: {cfg.model.num_classes} outputs but {len(classes)} "
                                "class names in metrics.json.")
     return Predictor(model.eval(), cfg, tuple(classes), next(model.parameters()).device, folder,
-                     cfg.tta if tta == "model" else "none")
+                     tta)
 
 
 def load_image(path: str | Path) -> np.ndarray:

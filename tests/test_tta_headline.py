@@ -113,7 +113,7 @@ def test_predict_uses_the_model_tta_unless_told_not_to(
         images = d["test_x"][:64]
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 255
     default, plain = load_predictor(out), load_predictor(out, tta="none")
-    assert (default.tta, plain.tta) == ("flip_translate", "none")
+    assert (default.views, plain.views) == ("flip_translate", "none")
     with torch.no_grad():
         want_tta = tta_logits(default.model, x, "flip_translate").softmax(1).numpy()
         want_one = default.model(x).softmax(1).numpy()
