@@ -119,6 +119,9 @@ def export_model(
         tta_net = TTAModel(net, cfg.tta).eval()
         _export_variant(tta_net, x, folder / PT2_TTA, folder / ONNX_TTA if onnx else None,
                         "_tta", out)
+    else:  # an earlier export's TTA files would belong to another model
+        for stale in (folder / PT2_TTA, folder / ONNX_TTA):
+            stale.unlink(missing_ok=True)
     for name, check in out.checks.items():
         diff = check.get("max_abs_diff")
         if diff is not None and diff > TOLERANCE:
