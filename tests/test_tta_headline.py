@@ -97,7 +97,7 @@ def test_metrics_and_result_line_give_both_numbers(retrained: tuple[Path, str]) 
     tta = f"{100 * m['test_acc_mean']:.2f}% ± {100 * m['test_acc_std']:.2f} with TTA"
     one = f"{100 * m['test_acc_single_mean']:.2f}% ± {100 * m['test_acc_single_std']:.2f} one view"
     line = next(x for x in printed.splitlines() if x.startswith("test accuracy"))
-    assert tta in line and one in line and "flip_translate" in line
+    assert tta in line and one in line and "flip_translate (model_tta.onnx)" in line
     card = (out / "MODEL.md").read_text()
     assert tta.replace(" with TTA", "") in card and f"`{ONNX_TTA}`" in card
     assert one.replace(" one view", "") in card and "predict --tta none" in card

@@ -119,8 +119,10 @@ def _result_line(result: RetrainResult, tta: str) -> str:
             for s, a, b in zip(result.seeds, result.test_acc, result.test_acc_single,
                                strict=True))
         single = acc(result.test_acc_single_mean, result.test_acc_single_std)
-        head = (f"{acc(result.test_acc_mean, result.test_acc_std)} with TTA {tta} "
-                f"(model_tta.onnx), {single} one view (model.onnx)")
+        files = bool(result.metrics.get("exports"))
+        head = (f"{acc(result.test_acc_mean, result.test_acc_std)} with TTA {tta}"
+                f"{' (model_tta.onnx)' if files else ''}, {single} one view"
+                f"{' (model.onnx)' if files else ''}")
     spread = (f" over {len(result.seeds)} seeds" if several
               else " (1 seed: no spread; --seeds K for mean ± std)")
     return (f"test accuracy {head}{spread} ({per_seed}); {result.test_size:,} test images, "
