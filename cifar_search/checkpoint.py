@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from cifar_search.atomic import atomic_path, atomic_write_text
 from cifar_search.config import TrainConfig
 from cifar_search.errors import CifarSearchError, ModelFolderError
 
@@ -39,7 +40,8 @@ def save_model_folder(
 ) -> Path:
     """Write ``model``, its config and ``metrics`` into ``directory`` (created if needed).
 
-    Each file is written to a temporary name and renamed, so a crash leaves no half file.
+    Each file is written to a temporary name, fsync'd and renamed (:mod:`cifar_search.atomic`),
+    so a crash or kill leaves the old file or the new one, never half of one.
 
     Args:
         directory: The model folder.
@@ -52,9 +54,9 @@ def save_model_folder(
     """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (WEIGHTS + ".tmp")
-    save_model(model, str(tmp), metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
-    os.replace(tmp, folder / WEIGHTS)
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_model(model, str(tmp),
+                   metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
     _write_json(folder / CONFIG, {"format_version": FORMAT_VERSION, **cfg.to_dict()})
     _write_json(folder / METRICS, metrics)
     return folder
@@ -106,15 +108,23 @@ def load_model_folder(
     model = create_model(cfg.model)
     try:
         load_model(model, str(weights), strict=True, device=str(device))
-    except Exception as exc:  # SafetensorError, or RuntimeError for missing/mis-shaped keys
-        first = str(exc).strip().splitlines()
+    except SafetensorError as exc:  # a truncated or overwritten file
         raise ModelFolderError(
-            f"{weights}: weights do not load into {cfg.model.family}: "
-            f"{' '.join(line.strip() for line in first)[:300]}"
+            f"{weights}: truncated or corrupt, not a readable safetensors file ({_line(exc)}); "
+            "write the model folder again (train / retrain)."
+        ) from exc
+    except Exception as exc:  # RuntimeError for missing or mis-shaped keys
+        raise ModelFolderError(
+            f"{weights}: weights do not load into {cfg.model.family}: {_line(exc)}"
         ) from exc
     model.to(device).eval()
     metrics = _read_json(folder, METRICS) if (folder / METRICS).is_file() else {}
     return model, cfg, metrics if isinstance(metrics, dict) else {"metrics": metrics}
+
+
+def _line(exc: BaseException) -> str:
+    """An exception's message on one line, at most 300 characters."""
+    return " ".join(line.strip() for line in str(exc).strip().splitlines())[:300]
 
 
 def _read_json(folder: Path, name: str) -> Any:
@@ -124,13 +134,13 @@ def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFolderError(f"{path}: not valid JSON ({exc}).") from exc
+        raise ModelFolderError(
+            f"{path}: truncated or corrupt, not valid JSON ({_line(exc)})."
+        ) from exc
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def _finite(value: Any) -> Any:

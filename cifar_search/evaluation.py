@@ -3,6 +3,7 @@
 ``tta="flip"`` averages the logits of each image and its mirror. ``"flip_translate"`` also
 averages mirrored copies shifted by :data:`TTA_SHIFT` pixels up-left and down-right (reflect
 padding), weighted half and half with the unshifted pair, as airbench does.
+:class:`TTAModel` is the same average as a module, so it can be exported and run anywhere.
 """
 
 from __future__ import annotations
@@ -90,6 +91,21 @@ def tta_logits(forward: Forward, x: Tensor, tta: TTA) -> Tensor:
     shifted = [padded[..., :h, :w], padded[..., 2 * s :, 2 * s :]]
     translated = torch.stack([_flip_mean(forward, t) for t in shifted]).mean(0)
     return 0.5 * logits + 0.5 * translated
+
+
+class TTAModel(nn.Module):
+    """``net`` with its test-time augmentation inside: float [0, 1] ``(B, 3, H, W)`` -> the
+    logits :func:`tta_logits` averages (float32), so an export reproduces the TTA accuracy."""
+
+    def __init__(self, net: nn.Module, tta: TTA) -> None:
+        super().__init__()
+        if tta not in ("none", "flip", "flip_translate"):
+            raise ConfigError(f"tta must be none, flip or flip_translate, but got {tta!r}.")
+        self.net = net
+        self.tta: TTA = tta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return tta_logits(self.net, x, self.tta)
 
 
 def loss_and_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:

@@ -9,8 +9,10 @@ was trained on, the same way every time:
    kept, so a wide photo is squeezed rather than cut;
 3. scaled to float [0, 1]; the model normalises (and centre-crops) inside itself.
 
-The logits are computed with the config's test-time augmentation (``tta``), like the reported
-test accuracy, and turned into probabilities with a softmax.
+The logits are computed with the config's test-time augmentation (``tta``) by default, like the
+headline test accuracy and ``model_tta.onnx``; ``tta="none"`` (``predict --tta none``) uses one
+view per image, like the single-view accuracy and ``model.onnx``. A softmax turns them into
+probabilities.
 
 Example:
     >>> predictor = load_predictor("runs/cifar/trial-12")  # doctest: +SKIP
@@ -24,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from cifar_search.checkpoint import load_model_folder
-from cifar_search.config import TrainConfig
+from cifar_search.config import TTA, TrainConfig
 from cifar_search.errors import ConfigError, ModelFolderError
 from cifar_search.evaluation import tta_logits
 from cifar_search.runtime import resolve_device
@@ -43,6 +46,7 @@ CLASSES: tuple[str, ...] = (
 )  # CIFAR-10 label order (index = label)
 IMAGE_SIZE = 32  # pixels: every image is resized to IMAGE_SIZE x IMAGE_SIZE
 BATCH = 256  # images per forward pass
+PredictTTA = Literal["model", "none"]  # the model's own test-time augmentation, or one view
 
 
 @dataclass
@@ -54,6 +58,12 @@ class Predictor:
     classes: tuple[str, ...]
     device: torch.device
     folder: Path
+    tta: PredictTTA = "model"  # "model": the config's test-time augmentation; "none": one view
+
+    @property
+    def views(self) -> TTA:
+        """The test-time augmentation whose views are averaged per image."""
+        return self.config.tta if self.tta == "model" else "none"
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)`` of uint8 RGB images ``(N, 32, 32, 3)``."""
@@ -65,7 +75,7 @@ class Predictor:
             for start in range(0, len(images), BATCH):
                 chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + BATCH]))
                 x = chunk.to(self.device).permute(0, 3, 1, 2).float() / 255
-                logits = tta_logits(self.model, x, self.config.tta)
+                logits = tta_logits(self.model, x, self.views)
                 out.append(logits.float().softmax(1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -88,17 +98,23 @@ class Predictor:
                 for row, idx in zip(probs, order, strict=True)]
 
 
-def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
+def load_predictor(
+    model_dir: str | Path, device: str = "cpu", tta: PredictTTA = "model"
+) -> Predictor:
     """Rebuild the network of a model folder and load its weights (safetensors, no pickle).
 
     Args:
         model_dir: A folder holding ``model.safetensors``, ``config.json`` (and ``metrics.json``).
         device: ``cpu`` (default), ``cuda``, ``cuda:i`` or ``auto``.
+        tta: ``model``: the config's test-time augmentation; ``none``: one view per image.
 
     Raises:
         ModelFolderError: missing folder or files, another ``format_version``, weights that do
             not fit, or a model whose output is not one logit per class name.
+        ConfigError: ``tta`` is neither ``model`` nor ``none``.
     """
+    if tta not in ("model", "none"):
+        raise ConfigError(f"tta must be model or none, but got {tta!r}.")
     folder = Path(model_dir)
     model, cfg, metrics = load_model_folder(folder, device=resolve_device(device))
     classes = metrics.get("classes")
@@ -107,7 +123,8 @@ def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
     if len(classes) != cfg.model.num_classes:
         raise ModelFolderError(f"{folder}: {cfg.model.num_classes} outputs but {len(classes)} "
                                "class names in metrics.json.")
-    return Predictor(model.eval(), cfg, tuple(classes), next(model.parameters()).device, folder)
+    return Predictor(model.eval(), cfg, tuple(classes), next(model.parameters()).device, folder,
+                     tta)
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -14,16 +14,20 @@ What changes from the search, and why:
   ``cpu`` 15, ``smoke`` 2), a preset's own ``epochs``, or ``--epochs``. The learning-rate
   schedule spans the new budget.
 * **Test set**: the 10,000 test images are evaluated **once per seed, after the last epoch**,
-  with the config's test-time augmentation, and used for nothing else. With K seeds the result
-  is the mean ± sample standard deviation (0 for one seed).
+  with the config's test-time augmentation (``test_acc``, the headline) and with one view per
+  image (``test_acc_single``, what the plain exports give; the same number when ``tta`` is
+  ``none``), and used for nothing else. With K seeds each is the mean ± sample standard
+  deviation (0 for one seed).
 
 Run folder ``runs/<study>/trial-<n>`` (``runs/<study>/preset-<name>``, or ``runs/presets/
 preset-<name>`` without a study; ``--out`` replaces it): a model folder (``model.safetensors``,
 ``config.json``, ``metrics.json``) holding the **first seed's** model (never the best: picking
 by test accuracy would be a choice made on the test set), ``seed-<s>/`` model folders for the
-other seeds, ``misclassified.npz``, ``model.pt2``, ``model.onnx`` and the model card
-``MODEL.md``. The results are recorded on the study as ``retrain:<n>`` / ``retrain:preset:<name>``
-(Optuna forbids changing finished trials).
+other seeds, ``misclassified.npz``, ``model.pt2``, ``model.onnx`` (one view), with TTA also
+``model_tta.pt2`` and ``model_tta.onnx`` (the views averaged inside), and the model card
+``MODEL.md``, which says which file gives which number. Every file is written atomically. The
+results are recorded on the study as ``retrain:<n>`` / ``retrain:preset:<name>`` (Optuna
+forbids changing finished trials).
 """
 
 from __future__ import annotations
@@ -43,14 +47,16 @@ import torch.nn.functional as F
 from optuna.trial import FrozenTrial, TrialState
 from torch import Tensor, nn
 
+from cifar_search.atomic import atomic_path, atomic_write_text
 from cifar_search.augment import BatchAugment
 from cifar_search.checkpoint import save_model_folder
 from cifar_search.config import TrainConfig
 from cifar_search.data import load_cifar10
 from cifar_search.errors import ConfigError, StudyError
-from cifar_search.export import export_model, model_card
+from cifar_search.export import export_model
 from cifar_search.inspect_study import retrain_key
 from cifar_search.loader import DeviceLoader, device_arrays
+from cifar_search.model_card import model_card
 from cifar_search.models import count_flops, count_params, create_model
 from cifar_search.predict import CLASSES
 from cifar_search.presets import get_preset
@@ -102,7 +108,7 @@ class RetrainSettings:
     data: str | Path | None = None  # see cifar_search.data.load_cifar10
     device: str = "auto"
     precision: str = "auto"
-    export: bool = True  # write model.pt2 and model.onnx
+    export: bool = True  # write model.pt2 and model.onnx (and model_tta.* with TTA)
 
 
 @dataclass(frozen=True)
@@ -118,11 +124,18 @@ class RetrainResult:
     test_size: int
     device: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)  # what metrics.json holds
+    # one view per image (no TTA): what model.onnx / model.pt2 give; equal to test_acc when
+    # the config's tta is "none"
+    test_acc_single: list[float] = field(default_factory=list)
+    test_acc_single_mean: float = math.nan
+    test_acc_single_std: float = 0.0
 
     def record(self) -> dict[str, Any]:
         """The study user attribute ``retrain:...`` (see docs/architecture.md)."""
         return {"test_acc": self.test_acc, "test_acc_mean": self.test_acc_mean,
-                "test_acc_std": self.test_acc_std, "seeds": self.seeds,
+                "test_acc_std": self.test_acc_std, "test_acc_single": self.test_acc_single,
+                "test_acc_single_mean": self.test_acc_single_mean,
+                "test_acc_single_std": self.test_acc_single_std, "seeds": self.seeds,
                 "run_dir": str(self.run_dir.resolve()), "epochs": self.epochs,
                 "wall_seconds": self.wall_seconds}
 
@@ -301,10 +314,12 @@ def retrain(
     metrics = _run_metrics(per_seed, target, model, data, runtime, exports)
     metrics["wall_seconds"] = time.perf_counter() - start
     save_model_folder(run_dir, model, cfg, metrics)
-    (run_dir / "MODEL.md").write_text(model_card(metrics), encoding="utf-8")
+    atomic_write_text(run_dir / "MODEL.md", model_card(metrics))
     result = RetrainResult(run_dir, seeds, metrics["test_acc"], metrics["test_acc_mean"],
                            metrics["test_acc_std"], cfg.epochs, metrics["wall_seconds"],
-                           len(train_y), len(test_y), runtime.describe(), metrics)
+                           len(train_y), len(test_y), runtime.describe(), metrics,
+                           metrics["test_acc_single"], metrics["test_acc_single_mean"],
+                           metrics["test_acc_single_std"])
     key = target.record_key
     if key is not None and target.study is not None:
         target.study.set_user_attr(key, result.record())
@@ -329,11 +344,14 @@ def _train_seed(
 
     result = train(model, cfg, loader, None, runtime, seed=seed, on_epoch_end=hook)
     logits, labels = predict_logits(model, test_loader, runtime, cfg.tta)
+    single = logits if cfg.tta == "none" else predict_logits(model, test_loader, runtime)[0]
     curve = [{k: v for k, v in m.as_dict().items() if not k.startswith("val_")}
              for m in result.history]
     summary = {"seed": seed, "epochs": curve, "train_seconds": result.seconds,
-               **seed_summary(logits, labels)}
-    logger.info("seed %d: test acc %.4f", seed, summary["test_acc"])
+               **seed_summary(logits, labels),
+               "test_acc_single": float((single.argmax(1) == labels).float().mean())}
+    logger.info("seed %d: test acc %.4f (tta %s), %.4f (one view)", seed, summary["test_acc"],
+                cfg.tta, summary["test_acc_single"])
     return model, logits, summary
 
 
@@ -348,11 +366,13 @@ def _run_metrics(
     """
     cfg = target.config
     accs = [r["test_acc"] for r in per_seed]
+    single = [r["test_acc_single"] for r in per_seed]
     return {
         **_seed_metrics(per_seed[0], target, data["source"]), "config": cfg.to_dict(),
         "seeds": [r["seed"] for r in per_seed], "model_seed": per_seed[0]["seed"],
         "test_acc": accs, "test_acc_mean": float(np.mean(accs)),
-        "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+        "test_acc_std": _std(accs), "test_acc_single": single,
+        "test_acc_single_mean": float(np.mean(single)), "test_acc_single_std": _std(single),
         "test_loss": [r["test_loss"] for r in per_seed],
         "train_seconds": [r["train_seconds"] for r in per_seed],
         "curves": {str(r["seed"]): r["epochs"] for r in per_seed},
@@ -360,6 +380,11 @@ def _run_metrics(
         "n_params": count_params(model), "flops": count_flops(model, cfg.model.input_size),
         "data": data, "device": runtime.describe(), "versions": versions(), "exports": exports,
     }
+
+
+def _std(values: list[float]) -> float:
+    """Sample standard deviation (0 for one value)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _seed_metrics(summary: dict[str, Any], target: RetrainTarget, source: str) -> dict[str, Any]:
@@ -377,10 +402,10 @@ def _write_misclassified(
 ) -> None:
     """The first :data:`MAX_MISCLASSIFIED` wrong test images (test order, not cherry-picked)."""
     wrong = np.flatnonzero(true != pred)[:MAX_MISCLASSIFIED]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(run_dir / "misclassified.npz", images=np.asarray(images[wrong]),
-                        true=true[wrong].astype(np.int64), pred=pred[wrong].astype(np.int64),
-                        index=wrong.astype(np.int64))
+    with atomic_path(run_dir / "misclassified.npz") as tmp:
+        np.savez_compressed(tmp, images=np.asarray(images[wrong]),
+                            true=true[wrong].astype(np.int64), pred=pred[wrong].astype(np.int64),
+                            index=wrong.astype(np.int64))
 
 
 def seed_summary(logits: Tensor, labels: Tensor) -> dict[str, Any]:

@@ -112,3 +112,36 @@ def test_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
     (folder / WEIGHTS).write_bytes(b"garbage")
     with pytest.raises(ModelFolderError, match=WEIGHTS):
         load_model_folder(folder)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        (CONFIG, "delete", f"{CONFIG} is missing"),
+        (WEIGHTS, "delete", f"{WEIGHTS} is missing"),
+        (WEIGHTS, "truncate", f"{WEIGHTS}: truncated or corrupt, not a readable safetensors"),
+        (CONFIG, "truncate", f"{CONFIG}: truncated or corrupt, not valid JSON"),
+        (METRICS, "truncate", f"{METRICS}: truncated or corrupt, not valid JSON"),
+    ],
+)
+def test_predict_names_a_missing_or_truncated_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, damage: str, message: str
+) -> None:
+    from PIL import Image
+
+    from cifar_search.cli.main import main
+
+    folder, _ = _saved(tmp_path)
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(image)
+    assert main(["predict", "--model", str(folder), str(image)]) == 0
+    capsys.readouterr()
+    path = folder / name
+    if damage == "delete":
+        path.unlink()
+    else:  # what a writer killed mid-write without atomic renames would have left
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert main(["predict", "--model", str(folder), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cifar-search predict: error: ") and err.count("\n") == 1
+    assert message in err and str(folder) in err

@@ -141,6 +141,25 @@ def test_the_legacy_exporter_is_the_noted_fallback(
     assert session.get_inputs()[0].shape[0] == "batch"
 
 
+def test_tta_exports_average_the_views_and_stale_ones_go(
+    trained: tuple[nn.Module, torch.Tensor], tmp_path: Path
+) -> None:
+    from cifar_search.evaluation import tta_logits
+
+    model, images = trained
+    model.eval()  # an earlier test leaves it in training mode
+    result = export_model(model, CFG.replace(tta="flip"), tmp_path, images=images[:8])
+    assert set(result.paths) == {"pt2", "onnx", "pt2_tta", "onnx_tta"}
+    session = ort.InferenceSession(str(tmp_path / "model_tta.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = tta_logits(model, images, "flip").numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    export_model(model, CFG, tmp_path, images=images[:8])  # tta "none": no TTA files
+    assert {p.name for p in tmp_path.iterdir()} == {PT2, ONNX}
+
+
 def test_onnx_can_be_skipped(trained: tuple[nn.Module, torch.Tensor], tmp_path: Path) -> None:
     model, images = trained
     result = export_model(model, CFG, tmp_path, images=images[:4], onnx=False)

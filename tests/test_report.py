@@ -159,11 +159,12 @@ def write_run(folder: Path, *, seeds: int = 2, n_wrong: int = 12, seed: int = 0)
     confusion = rng.integers(0, 20, size=(10, 10)) + np.diag(rng.integers(800, 950, size=10))
     test_acc = [0.93 + 0.002 * i for i in range(seeds)]
     metrics = {
-        "config": {"model": {"family": "resnet9"}, "epochs": 10},
+        "config": {"model": {"family": "resnet9"}, "epochs": 10, "tta": "flip_translate"},
         "epochs": epochs,
         "test_acc": test_acc,
         "test_acc_mean": float(np.mean(test_acc)),
         "test_acc_std": float(np.std(test_acc)),
+        "test_acc_single_mean": 0.9177,  # one view per image, no test-time augmentation
         "per_class_acc": (np.diag(confusion) / confusion.sum(axis=1)).tolist(),
         "confusion_matrix": confusion.tolist(),
         "classes": CLASSES,
@@ -296,6 +297,7 @@ def test_every_section_for_pruned_failed_and_complete(
     assert retrain.count("data:image/png;base64,") == 24
     assert "automobile" in retrain
     assert "0.932" in retrain  # test accuracy mean over the 3 seeds
+    assert "<td>0.9177</td>" in retrain and "<td>flip_translate</td>" in retrain
 
 
 def test_multi_objective_has_pareto_front(url: str, tmp_path: Path) -> None:
@@ -503,3 +505,17 @@ def test_cli_report_errors_are_one_line(
     assert not (tmp_path / "studies" / "nope.db").exists()
     assert not (tmp_path / "missing").exists()
     assert not list((tmp_path / "studies").glob("*.html"))
+
+
+def test_a_truncated_misclassified_file_is_a_note(tmp_path: Path) -> None:
+    from cifar_search.report._images import misclassified_grid
+
+    path = tmp_path / "misclassified.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, images=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+                        true=np.arange(20) % 10, pred=(np.arange(20) + 1) % 10)
+    whole = path.read_bytes()
+    assert "data:image/png;base64," in misclassified_grid(path, CLASSES)
+    for cut in (10, len(whole) // 2, len(whole) - 30):  # what a killed writer could leave
+        path.write_bytes(whole[:cut])
+        assert "truncated or corrupt?" in misclassified_grid(path, CLASSES)

@@ -88,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     r = result.retrain
-    print(f"test accuracy {100 * result.test_acc:.2f}% ({result.winner}, {r.epochs} epochs on "
-          f"{r.train_size:,} images; {r.test_size:,} test images, measured once)")
+    tta = r.metrics.get("config", {}).get("tta", "none")
+    views = (f" with TTA {tta} (model_tta.onnx), {100 * r.test_acc_single_mean:.2f}% one view "
+             "(model.onnx)" if tta != "none" else "")
+    print(f"test accuracy {100 * result.test_acc:.2f}%{views}: {result.winner}, {r.epochs} "
+          f"epochs on {r.train_size:,} images; {r.test_size:,} test images, measured once")
     print(f"device {r.device['device_name']} ({r.device['precision']}), seed {args.seed}; "
           f"{result.wall_s:.0f} s of the {seconds:.0f} s budget spent")
     print(f"run folder {result.run_dir} (MODEL.md explains it); study {args.study!r}")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar_search.cli._common import add_data_args, add_device_args, positive_int
+
+if TYPE_CHECKING:
+    from cifar_search.retrain import RetrainResult
 
 EPILOG = """\
 The epoch budget defaults to the study's retrain_epochs (budget gpu 40, cpu 15, smoke 2) or,
@@ -21,6 +24,9 @@ per seed after the last epoch; with --seeds K it is reported as mean ± sample s
 The run folder (default runs/<study>/trial-<n>, runs/<study>/preset-<name>, or
 runs/presets/preset-<name> without --study) holds model.safetensors, config.json, metrics.json,
 misclassified.npz, model.pt2, model.onnx and MODEL.md; seeds after the first in seed-<s>/.
+With test-time augmentation (the config's tta: flip, flip_translate) the test accuracy is
+printed twice: with TTA (the headline; model_tta.onnx and model_tta.pt2 reproduce it) and with
+one view per image (model.onnx and model.pt2).
 
 examples:
   cifar-search retrain best                          # the best trial of study 'cifar'
@@ -43,7 +49,8 @@ def register(sub: Any) -> None:
                    help="independent trainings, seeds S..S+K-1 (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed S (default: 0)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: see below)")
-    p.add_argument("--no-export", action="store_true", help="skip model.pt2 and model.onnx")
+    p.add_argument("--no-export", action="store_true",
+                   help="skip model.pt2 and model.onnx (and model_tta.*)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_device_args(p)
@@ -83,12 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cifar-search retrain: error: training diverged: {exc}", file=sys.stderr)
         return 1
     bar.close()
-    per_seed = ", ".join(f"seed {s} {100 * a:.2f}%"
-                         for s, a in zip(result.seeds, result.test_acc, strict=True))
-    spread = (f" ± {100 * result.test_acc_std:.2f} over {len(result.seeds)} seeds"
-              if len(result.seeds) > 1 else " (1 seed: no spread; --seeds K for mean ± std)")
-    print(f"test accuracy {100 * result.test_acc_mean:.2f}%{spread} ({per_seed}); "
-          f"{result.test_size:,} test images, trained on {result.train_size:,}")
+    print(_result_line(result, target.config.tta))
     print(f"device {result.device['device_name']} ({result.device['precision']}), wall time "
           f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s)")
     exports = result.metrics.get("exports") or {}
@@ -98,3 +100,30 @@ def run(args: argparse.Namespace) -> int:
     if target.record_key is not None and target.study is not None:
         print(f"recorded as {target.record_key} on study {target.study.study_name!r}")
     return 0
+
+
+def _result_line(result: RetrainResult, tta: str) -> str:
+    """Both test accuracies: with the config's TTA (the headline) and with one view per image."""
+    several = len(result.seeds) > 1
+
+    def acc(mean: float, std: float) -> str:
+        return f"{100 * mean:.2f}%" + (f" ± {100 * std:.2f}" if several else "")
+
+    if tta == "none":
+        per_seed = ", ".join(f"seed {s} {100 * a:.2f}%"
+                             for s, a in zip(result.seeds, result.test_acc, strict=True))
+        head = f"{acc(result.test_acc_mean, result.test_acc_std)} (one view, no TTA)"
+    else:
+        per_seed = ", ".join(
+            f"seed {s} {100 * a:.2f}% / {100 * b:.2f}%"
+            for s, a, b in zip(result.seeds, result.test_acc, result.test_acc_single,
+                               strict=True))
+        single = acc(result.test_acc_single_mean, result.test_acc_single_std)
+        files = bool(result.metrics.get("exports"))
+        head = (f"{acc(result.test_acc_mean, result.test_acc_std)} with TTA {tta}"
+                f"{' (model_tta.onnx)' if files else ''}, {single} one view"
+                f"{' (model.onnx)' if files else ''}")
+    spread = (f" over {len(result.seeds)} seeds" if several
+              else " (1 seed: no spread; --seeds K for mean ± std)")
+    return (f"test accuracy {head}{spread} ({per_seed}); {result.test_size:,} test images, "
+            f"trained on {result.train_size:,}")

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             line += (f"; test acc {100 * retrain['test_acc_mean']:.2f}% "
                      f"± {100 * retrain.get('test_acc_std', 0):.2f} over "
                      f"{len(retrain.get('seeds', []))} seed(s)")
+            single = retrain.get("test_acc_single_mean")
+            if isinstance(single, float) and single != retrain["test_acc_mean"]:
+                line += f" ({100 * single:.2f}% one view, without TTA)"
         print(line)
     return 0
 

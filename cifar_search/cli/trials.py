@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cifar_search.atomic import atomic_path
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args, positive_int
 
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     study = _study.load(args)
     df = trials_frame(study)
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        with atomic_path(args.csv) as tmp:
+            df.to_csv(tmp, index=False)
     if args.json:
         print(df.to_json(orient="records", indent=2))
         return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 
 from cifar_search import storage as storages
+from cifar_search.atomic import atomic_write_text
 from cifar_search.errors import StudyError
 from cifar_search.report import _curves, _retrain, _study_sections
 from cifar_search.report._html import FigureRenderer, Section, note, page
@@ -110,7 +111,6 @@ def build_report(
     subtitle = f"{len(data.trials)} trials · {', '.join(data.directions)} · {where} · {stamp}"
     html = page(f"cifar-search report: {study_name}", subtitle, sections, r.count)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    atomic_write_text(out, html)  # a killed report leaves the previous one
     logger.info("wrote %s (%.1f MB) in %.2f s", out, len(html) / 1e6, time.perf_counter() - start)
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,9 @@ def misclassified_grid(path: Path | None, classes: list[str]) -> str:
         with np.load(path, allow_pickle=False) as npz:
             images, true, pred = npz["images"], npz["true"], npz["pred"]
         n = min(len(images), len(true), len(pred))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return note(f"Unreadable {path}: {exc}")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:  # a truncated file is a bad zip, or a member ends early
+        return note(f"Unreadable {path} (truncated or corrupt?): {exc}")
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or n == 0:
         shape = f"{images.dtype} {images.shape}"
         return note(f"{path}: expected uint8 images (N, 32, 32, 3), but got {shape}.")

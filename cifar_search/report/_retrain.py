@@ -2,9 +2,9 @@
 
 ``cifar-search retrain`` records its results on the study (Optuna forbids changing a finished
 trial): user attribute ``retrain:<trial number>`` or ``retrain:preset:<name>`` = ``{test_acc,
-test_acc_mean, test_acc_std, seeds, run_dir, epochs, wall_seconds}``. A trial user attribute
-``retrain`` of the same form is read too. Folders under ``runs_dir`` holding a ``metrics.json``
-are added even when no record names them.
+test_acc_mean, test_acc_std, test_acc_single..., seeds, run_dir, epochs, wall_seconds}``. A
+trial user attribute ``retrain`` of the same form is read too. Folders under ``runs_dir``
+holding a ``metrics.json`` are added even when no record names them.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def _list(value: object) -> list[Any]:
 
 
 def overview(runs: list[Run]) -> str:
-    """One row per run: test accuracy over seeds, best validation accuracy, time."""
+    """One row per run: test accuracy over seeds (with the config's test-time augmentation, and
+    with one view per image: what ``model.onnx`` gives), best validation accuracy, time."""
     rows = []
     for run in runs:
         m, r = run.metrics, run.retrain
@@ -146,6 +147,8 @@ def overview(runs: list[Run]) -> str:
         std = _num(m.get("test_acc_std", r.get("test_acc_std")))
         seeds = r.get("seeds") or m.get("test_acc") or []
         per_seed = _list(m.get("test_acc", r.get("test_acc")))
+        single = _num(m.get("test_acc_single_mean", r.get("test_acc_single_mean")))
+        tta = m.get("config", {}).get("tta") if isinstance(m.get("config"), dict) else None
         epochs = _list(m.get("epochs"))
         found = (_num(e.get("val_acc")) for e in epochs if isinstance(e, dict))
         val = [v for v in found if v is not None]
@@ -157,6 +160,8 @@ def overview(runs: list[Run]) -> str:
                 "test acc std": fmt_value(std),
                 "seeds": len(seeds) if isinstance(seeds, list) else "-",
                 "test acc per seed": " ".join(fmt_value(_num(a)) for a in per_seed) or "-",
+                "test-time augmentation": tta or "-",
+                "test acc mean, one view": fmt_value(single),
                 "best val acc": fmt_value(max(val) if val else None),
                 "epochs": len(epochs) or "-",
                 "wall time": fmt_seconds(_num(m.get("wall_seconds"))),
