@@ -62,13 +62,28 @@ def test_malformed_depth_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 + len(PRESETS)
-    for name, line in zip(PRESETS, lines[1:], strict=True):
+    assert len(lines) == 2 + len(PRESETS) and max(map(len, lines)) <= 100
+    for name, line in zip(PRESETS, lines[1:-1], strict=True):
         p = PRESETS[name]
         assert line.startswith(name) and p.config.model.family in line
-        assert p.source in line and p.published in line
+        assert p.published[:20] in line
     davidnet = lines[1 + list(PRESETS).index("davidnet")]
     assert "6.57M" in davidnet and " 20 " in davidnet and " 512 " in davidnet
+    assert main(["presets", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in records] == list(PRESETS)
+    assert all(r["source"] == PRESETS[r["name"]].source for r in records)
+
+
+def test_space_within_100_columns_and_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["space"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100
+    assert "0.1111" in out and "0.1111111" not in out  # 1/9 as a person reads it
+    assert main(["space", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    family = next(r for r in rows if r["param"] == "family")
+    assert "airbench" in family["values"] and family["when"] == ""
 
 
 def test_presets_show_prints_the_config_as_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
         "presets", help="list the presets, or show one as JSON", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--json", action="store_true", help="every preset as a JSON record")
     p.set_defaults(func=run, action=None)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     show = actions.add_parser("show", help="print a preset's config as JSON (notes on stderr)")
@@ -31,18 +32,26 @@ def run(args: argparse.Namespace) -> int:
     from cifar_search.models import model_cost
     from cifar_search.presets import PRESETS
 
-    rows = []
+    records: list[dict[str, Any]] = []
     for p in PRESETS.values():
         params, flops = model_cost(p.config.model)
-        rows.append((
-            p.name, p.config.model.family, f"{params / 1e6:.2f}M", f"{flops / 1e9:.3f}",
-            str(p.config.epochs), str(p.config.batch_size), p.source, p.published,
-        ))
-    head = ("name", "family", "params", "GFLOPs", "epochs", "batch", "source", "published")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
+        records.append({"name": p.name, "family": p.config.model.family, "params": params,
+                        "flops": flops, "epochs": p.config.epochs,
+                        "batch_size": p.config.batch_size, "source": p.source,
+                        "published": p.published})
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    head = ("name", "family", "params", "GFLOPs", "epochs", "batch", "published")
+    rows = [(r["name"], r["family"], f"{r['params'] / 1e6:.2f}M", f"{r['flops'] / 1e9:.3f}",
+             str(r["epochs"]), str(r["batch_size"]), r["published"]) for r in records]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(6)]
+    room = 100 - sum(widths) - 2 * 6
     for row in [head, *rows]:
         cells = [row[i].ljust(w) if i < 2 else row[i].rjust(w) for i, w in enumerate(widths)]
-        print("  ".join(cells) + f"  {row[6]}  |  {row[7]}")
+        published = row[6] if len(row[6]) <= room else row[6][: room - 3] + "..."
+        print("  ".join(cells) + "  " + published)
+    print("sources and notes: cifar-search presets show NAME, or --json")
     return 0
 
 
