@@ -19,6 +19,7 @@ import torch
 
 from cifar_search.artifacts import TopKCheckpoints, artifact_dir
 from cifar_search.budget import Budget, get_budget
+from cifar_search.config import TrainConfig
 from cifar_search.data import load_cifar10
 from cifar_search.errors import ConfigError
 from cifar_search.objective import OBJECTIVES, Constraints, Objective, TrialData
@@ -177,7 +178,7 @@ def open_search(s: SearchSettings) -> Search:
     max_flops = s.max_flops if s.max_flops is not None else budget.max_flops
     constraints = Constraints(max_params=s.max_params, max_flops=max_flops)
     names = s.presets if s.presets is not None else _fitting_presets(constraints)
-    presets = _preset_params(names, space)
+    presets = _preset_params(names, space, constraints)
     multi = len(s.objectives) > 1
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
@@ -228,15 +229,40 @@ def _artifacts_for(storage_url: str, study: str) -> Path:
 
 
 def _fitting_presets(constraints: Constraints) -> tuple[str, ...]:
-    """The presets whose model fits the constraints: the default warm start."""
-    from cifar_search.models import model_cost
+    """The presets that fit the constraints at their own width or a smaller one of the
+    space's: the default warm start (see :func:`fit_preset`)."""
     from cifar_search.presets import PRESETS
+    from cifar_search.search_space import DEFAULT_SPACE
 
     return tuple(n for n, p in PRESETS.items()
-                 if not constraints.violations(*model_cost(p.config.model)))
+                 if fit_preset(p.config, constraints, DEFAULT_SPACE) is not None)
 
 
-def _preset_params(names: tuple[str, ...], space: Space) -> dict[str, dict[str, object]]:
+def fit_preset(cfg: TrainConfig, constraints: Constraints, space: Space) -> TrainConfig | None:
+    """``cfg`` at the widest of its own width and the space's smaller widths that fits
+    ``constraints`` (None if not even the smallest does): a preset scaled to the budget rather
+    than dropped from the warm start (the cpu budget's 80 MFLOPs take fast94 at width 32)."""
+    from cifar_search.models import model_cost
+
+    widths = sorted((int(w) for w in space.get("width").choices
+                     if int(w) <= cfg.model.width), reverse=True)
+    for width in [cfg.model.width, *[w for w in widths if w < cfg.model.width]]:
+        scaled = cfg.replace(model=dataclasses.replace(cfg.model, width=width))
+        if not constraints.violations(*model_cost(scaled.model)):
+            return scaled
+    return None
+
+
+def _preset_params(names: tuple[str, ...], space: Space,
+                   constraints: Constraints) -> dict[str, dict[str, object]]:
+    """Warm-start params by name: ``fast94``, or ``fast94@w32`` where it had to be narrowed;
+    a preset that fits at no width keeps its own (its trial is then recorded infeasible)."""
     from cifar_search.presets import get_preset
 
-    return {n: config_to_params(get_preset(n).config, space) for n in names}
+    out: dict[str, dict[str, object]] = {}
+    for n in names:
+        cfg = get_preset(n).config
+        fitted = fit_preset(cfg, constraints, space) or cfg
+        name = n if fitted.model.width == cfg.model.width else f"{n}@w{fitted.model.width}"
+        out[name] = config_to_params(fitted, space)
+    return out

@@ -278,6 +278,25 @@ def test_warm_start_enqueues_presets_once(tmp_path: Path, synthetic_npz: Path) -
     assert trial.user_attrs["config"]["model"]["family"] == "alexnet"
 
 
+def test_presets_over_the_budget_are_narrowed_not_dropped(tmp_path: Path,
+                                                          synthetic_npz: Path) -> None:
+    from cifar_search.launch import fit_preset
+    from cifar_search.models import model_cost
+    from cifar_search.objective import Constraints
+    from cifar_search.presets import get_preset
+
+    s = settings(tmp_path, synthetic_npz, trials=1, space=DEFAULT_SPACE, presets=None,
+                 max_flops=80e6)
+    search = prepare_search(s)
+    assert "fast94@w32" in search.enqueued and "davidnet@w16" in search.enqueued
+    assert "shake-shake-26" not in " ".join(search.enqueued)  # too big at every width
+    fast = fit_preset(get_preset("fast94").config, Constraints(max_flops=80e6), DEFAULT_SPACE)
+    assert fast is not None and fast.model.width == 32 and model_cost(fast.model)[1] <= 80e6
+    waiting = load(tmp_path).get_trials(states=(TrialState.WAITING,))
+    queued = {t.user_attrs["preset"]: t.system_attrs["fixed_params"] for t in waiting}
+    assert queued["fast94@w32"]["width"] == 32 and queued["ensta-cnn"]["width"] == 32
+
+
 def test_preset_outside_a_narrowed_space_is_skipped(tmp_path: Path, synthetic_npz: Path) -> None:
     search = prepare_search(settings(tmp_path, synthetic_npz, presets=("davidnet",)))
     assert search.enqueued == []
