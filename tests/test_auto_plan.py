@@ -75,8 +75,11 @@ def test_a_budget_that_cannot_even_test_and_export_is_refused() -> None:
 
 def test_final_share_subtracts_test_evaluation_exports_and_margin() -> None:
     share = auto_plan.final_share(600, 600, "cpu", 10_000, 1000.0, "flip_translate")
-    expected = 600 - auto_plan.EXPORT_SECONDS["cpu"] - auto_plan.MARGIN * 600 - 10_000 * 6 / 1000
-    assert share == pytest.approx(expected)
+    # the TTA pass (6 views) and the one-view pass; the plain and the TTA exports
+    export = auto_plan.EXPORT_SECONDS["cpu"]
+    assert share == pytest.approx(600 - 2 * export - auto_plan.MARGIN * 600 - 10_000 * 7 / 1000)
+    plain = auto_plan.final_share(600, 600, "cpu", 10_000, 1000.0, "none")
+    assert plain == pytest.approx(600 - export - auto_plan.MARGIN * 600 - 10_000 / 1000)
     assert tta_views("flip_translate") == 6 and tta_views("none") == 1
 
 
