@@ -10,6 +10,7 @@ import pandas as pd
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args, positive_int
 from cifar_search.inspect_study import trials_frame
+from cifar_search.names import check_out_file, user_path
 
 
 def register(sub: Any) -> None:
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     study = _study.load(args)
     df = trials_frame(study)
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        with user_path("--csv", check_out_file("--csv", args.csv)):
+            df.to_csv(args.csv, index=False)
     if df.empty:
         print("no trials yet")
         return 0
