@@ -11,7 +11,13 @@ import argparse
 import sys
 from typing import Any
 
-from cifar_search.cli._common import add_data_args, add_device_args, positive_int
+from cifar_search.cli._common import (
+    MAX_SEED,
+    add_data_args,
+    add_device_args,
+    positive_int,
+    seed_int,
+)
 
 EPILOG = """\
 The epoch budget defaults to the study's retrain_epochs (budget gpu 40, cpu 15, smoke 2) or,
@@ -41,7 +47,8 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, help="epoch budget (default: see below)")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="independent trainings, seeds S..S+K-1 (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed S (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"first seed S, in [0, {MAX_SEED}] (default: 0)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: see below)")
     p.add_argument("--no-export", action="store_true", help="skip model.pt2 and model.onnx")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
