@@ -61,10 +61,14 @@ class TrialData:
     val_y: torch.Tensor
     source: str
 
+    @staticmethod
+    def val_size(budget: Budget, n: int) -> int:
+        """Validation images of a training set of ``n``: the budget's, at most a tenth."""
+        return min(budget.val_size, n // 10)
+
     @classmethod
     def build(cls, arrays: CifarArrays, budget: Budget, device: torch.device) -> TrialData:
-        n = len(arrays.train_y)
-        val_size = min(budget.val_size, n // 10)
+        val_size = cls.val_size(budget, len(arrays.train_y))
         split = train_val_split(arrays.train_y, val_size=val_size, seed=0)
         train_idx = split.train
         if budget.train_subset is not None and budget.train_subset < len(train_idx):
