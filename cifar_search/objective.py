@@ -24,7 +24,7 @@ from cifar_search.augment import BatchAugment
 from cifar_search.budget import Budget
 from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, stratified_subset, train_val_split
-from cifar_search.errors import DivergedError, SurplusTrial
+from cifar_search.errors import DiskFullError, DivergedError, SurplusTrial
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
@@ -179,6 +179,9 @@ class Objective:
             ending = optuna.TrialPruned(f"diverged: {exc}")
         except KeyboardInterrupt:
             self._end(trial, "interrupted", curve, "")
+            raise
+        except DiskFullError as exc:  # the study stops (study.FailureGuard); resuming retries it
+            self._end(trial, "disk_full", curve, str(exc))
             raise
         except Exception as exc:
             if not is_out_of_memory(exc):
