@@ -150,9 +150,11 @@ def load_cifar10(path: str | Path | None = None, *, download: bool = True) -> Ci
 
 def _missing_message(where: Path, reason: str) -> str:
     return (
-        f"CIFAR-10 not found at {where} ({reason}). Pass --data PATH (a cifar10.npz, a "
-        f"cifar-10-batches-py/ folder or a folder holding one), set {ENV_VAR}, or, offline, "
-        "write the bundled copy with `bash shared/data/cifar10/unpack.sh DIR` and pass --data DIR."
+        f"CIFAR-10 not found at {where} ({reason}). Either run once with a network connection "
+        f"and no --data: torchvision downloads it (about 170 MB) into {default_data_dir()}; or "
+        f"pass --data PATH (or set ${ENV_VAR}) to one of: a {NPZ_NAME} file (arrays "
+        f"{', '.join(NPZ_KEYS)}), a {BATCHES_DIR}/ folder (data_batch_1..5 and test_batch, as "
+        f"in the official cifar-10-python.tar.gz), or a folder holding either."
     )
 
 
@@ -216,6 +218,8 @@ def _read_npz(path: Path) -> CifarArrays:
             arrays = {k: archive[k] for k in NPZ_KEYS}
     except DataError:
         raise
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror}).") from exc
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         raise DataError(f"{path}: truncated or corrupt .npz ({reason})") from exc
@@ -348,6 +352,22 @@ def train_val_split(labels: np.ndarray, val_size: int = 5000, seed: int = 0) -> 
     val = _stratified_pick(np.arange(len(labels)), labels, val_size, seed)
     train = np.setdiff1d(np.arange(len(labels), dtype=np.int64), val, assume_unique=True)
     return Split(train=train, val=val)
+
+
+def check_train_subset(n: int | None, split_size: int, source: str) -> None:
+    """A user's ``--train-subset``: at least one image per class, at most the training split.
+
+    Raises:
+        ConfigError: naming the value and the split size.
+    """
+    if n is None:
+        return
+    if n < NUM_CLASSES:
+        raise ConfigError(f"--train-subset {n} is below {NUM_CLASSES}: a stratified subset "
+                          "needs at least one image per class.")
+    if n > split_size:
+        raise ConfigError(f"--train-subset {n} exceeds the training split of {source}: "
+                          f"{split_size:,} images; use at most {split_size}.")
 
 
 def stratified_subset(

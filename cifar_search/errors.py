@@ -18,6 +18,15 @@ class DataError(CifarSearchError):
     """The dataset is missing, truncated, corrupt or unsafe."""
 
 
+class PathError(CifarSearchError):
+    """A path the user gave cannot be used: missing, a folder where a file was expected (or the
+    reverse), no permission, or no space left. The message names the path and the reason."""
+
+
+class DiskFullError(PathError):
+    """A write failed for lack of space (ENOSPC) or over the file size limit (EFBIG)."""
+
+
 class StudyError(CifarSearchError):
     """A study or storage URL does not exist or cannot be used."""
 

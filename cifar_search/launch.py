@@ -20,8 +20,9 @@ import torch
 from cifar_search.artifacts import TopKCheckpoints, artifact_dir
 from cifar_search.budget import Budget, get_budget
 from cifar_search.config import TrainConfig
-from cifar_search.data import load_cifar10
+from cifar_search.data import CifarArrays, check_train_subset, load_cifar10
 from cifar_search.errors import ConfigError
+from cifar_search.names import check_name
 from cifar_search.objective import OBJECTIVES, Constraints, Objective, TrialData
 from cifar_search.progress import TrialProgress
 from cifar_search.runtime import Runtime, resolve_runtime
@@ -84,6 +85,7 @@ class Search:
     storage_url: str
     enqueued: list[str]
     retried: int
+    arrays: CifarArrays  # loaded and checked before the study was opened
     objective: Objective | None = None
 
     def describe(self) -> str:
@@ -141,8 +143,7 @@ class Search:
 def prepare_search(s: SearchSettings) -> Search:
     """Validate everything, open or resume the study, load the data once. Nothing trains yet."""
     search = open_search(s)
-    arrays = load_cifar10(s.data)
-    data = TrialData.build(arrays, search.budget, search.runtime.device)
+    data = TrialData.build(search.arrays, search.budget, search.runtime.device)
     objective = Objective(data=data, space=search.space, budget=search.budget,
                           runtime=search.runtime, study_seed=s.seed, objectives=s.objectives,
                           constraints=search.constraints, admit=SlotClaim(s.trials),
@@ -155,9 +156,11 @@ def prepare_search(s: SearchSettings) -> Search:
 
 
 def open_search(s: SearchSettings) -> Search:
-    """Every check that needs no data, then create or resume the study. A standalone process
-    (``s.worker is None``) also queues the warm start and the retries of interrupted trials;
-    the local workers of ``--workers N`` leave that to the process that started them."""
+    """Every check (names, numbers, space file, presets, data), then create or resume the study:
+    a refused input leaves nothing on disk. A standalone process (``s.worker is None``) also
+    queues the warm start and the retries of interrupted trials; the local workers of
+    ``--workers N`` leave that to the process that started them."""
+    check_name("study", s.study)
     for o in s.objectives:
         if o not in OBJECTIVES:
             raise ConfigError(f"unknown objective {o!r} (known: {', '.join(OBJECTIVES)}).")
@@ -169,6 +172,9 @@ def open_search(s: SearchSettings) -> Search:
         raise ConfigError(f"--trials must be >= 1, but got {s.trials}.")
     if s.timeout is not None and s.timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, but got {s.timeout}.")
+    for flag, limit in (("--max-params", s.max_params), ("--max-flops", s.max_flops)):
+        if limit is not None and not limit > 0:
+            raise ConfigError(f"{flag} must be > 0, but got {limit}.")
     runtime = resolve_runtime(s.device, s.precision)  # type: ignore[arg-type]
     torch.set_flush_denormal(True)  # dying nets' denormals run ~8x slower on CPU
     budget = get_budget(s.budget, cuda=runtime.device.type == "cuda").override(
@@ -182,6 +188,7 @@ def open_search(s: SearchSettings) -> Search:
     multi = len(s.objectives) > 1
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
+    arrays = _checked_data(s, budget)  # before the storage: missing data creates no study file
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
     seed = sampler_seed(s.seed, _n_trials(storage, s.study), s.worker, parallel=parallel)
@@ -195,7 +202,16 @@ def open_search(s: SearchSettings) -> Search:
     if s.worker is None:
         retried = retry_interrupted(study)
         enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
-    return Search(s, study, budget, runtime, space, constraints, storage_url, enqueued, retried)
+    return Search(s, study, budget, runtime, space, constraints, storage_url, enqueued, retried,
+                  arrays)
+
+
+def _checked_data(s: SearchSettings, budget: Budget) -> CifarArrays:
+    """The data, loaded once and checked against ``--train-subset``."""
+    arrays = load_cifar10(s.data)
+    n = len(arrays.train_y)
+    check_train_subset(s.train_subset, n - TrialData.val_size(budget, n), arrays.source)
+    return arrays
 
 
 def sampler_seed(seed: int, n_trials: int, worker: int | None, *, parallel: bool) -> int:
@@ -224,7 +240,7 @@ def _n_trials(storage: optuna.storages.BaseStorage, study: str) -> int:
 
 def _artifacts_for(storage_url: str, study: str) -> Path:
     if storage_url.startswith("sqlite:///"):
-        return Path(storage_url.removeprefix("sqlite:///")).parent / "artifacts" / study
+        return artifact_dir(study, Path(storage_url.removeprefix("sqlite:///")).parent)
     return artifact_dir(study)
 
 

@@ -24,7 +24,7 @@ from cifar_search.augment import BatchAugment
 from cifar_search.budget import Budget
 from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, stratified_subset, train_val_split
-from cifar_search.errors import DivergedError, SurplusTrial
+from cifar_search.errors import DiskFullError, DivergedError, SurplusTrial
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
@@ -61,10 +61,14 @@ class TrialData:
     val_y: torch.Tensor
     source: str
 
+    @staticmethod
+    def val_size(budget: Budget, n: int) -> int:
+        """Validation images of a training set of ``n``: the budget's, at most a tenth."""
+        return min(budget.val_size, n // 10)
+
     @classmethod
     def build(cls, arrays: CifarArrays, budget: Budget, device: torch.device) -> TrialData:
-        n = len(arrays.train_y)
-        val_size = min(budget.val_size, n // 10)
+        val_size = cls.val_size(budget, len(arrays.train_y))
         split = train_val_split(arrays.train_y, val_size=val_size, seed=0)
         train_idx = split.train
         if budget.train_subset is not None and budget.train_subset < len(train_idx):
@@ -175,6 +179,9 @@ class Objective:
             ending = optuna.TrialPruned(f"diverged: {exc}")
         except KeyboardInterrupt:
             self._end(trial, "interrupted", curve, "")
+            raise
+        except DiskFullError as exc:  # the study stops (study.FailureGuard); resuming retries it
+            self._end(trial, "disk_full", curve, str(exc))
             raise
         except Exception as exc:
             if not is_out_of_memory(exc):

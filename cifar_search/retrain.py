@@ -58,6 +58,7 @@ from cifar_search.inspect_study import retrain_key
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.model_card import model_card
 from cifar_search.models import count_flops, count_params, create_model
+from cifar_search.names import check_name
 from cifar_search.predict import CLASSES
 from cifar_search.presets import get_preset
 from cifar_search.runtime import Runtime, resolve_runtime, seed_everything, versions
@@ -97,7 +98,7 @@ class RetrainTarget:
 
     def default_run_dir(self, root: Path = RUNS_DIR) -> Path:
         group = self.study.study_name if self.study is not None else "presets"
-        return root / group / self.folder_name
+        return root / check_name("study", group) / check_name("run", self.folder_name)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 from cifar_search.config import TrainConfig
 from cifar_search.errors import ConfigError
+from cifar_search.names import path_error
 from cifar_search.search_space import (
     DEFAULT_SPACE,
     UNSET,
@@ -51,6 +52,8 @@ def load_space(path: str | Path | None, base: Space = DEFAULT_SPACE) -> Space:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
         raise ConfigError(f"space file {file} does not exist.") from None
+    except OSError as exc:  # a folder, no permission...: one line naming the file
+        raise path_error("space file", file, exc) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"space file {file} is not valid TOML: {exc}.") from None
     try:

@@ -28,6 +28,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from cifar_search.errors import StudyError
+from cifar_search.names import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ _PERMANENT = ("authentication failed", "does not exist", "could not translate ho
 
 
 def default_url(study: str, root: Path = STUDIES_DIR) -> str:
-    return f"sqlite:///{root / study}.db"
+    """``sqlite:///studies/<study>.db``; the name is checked first (:func:`check_name`)."""
+    return f"sqlite:///{root / check_name('study', study)}.db"
 
 
 def sqlite_path(url: str) -> Path | None:

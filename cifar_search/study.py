@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cifar_search.budget import Budget
-from cifar_search.errors import ConfigError, StudyError
+from cifar_search.errors import ConfigError, DiskFullError, StudyError
 from cifar_search.pruning import RungHalvingPruner, RungHyperbandPruner
 from cifar_search.tpe import make_tpe
 
@@ -42,6 +42,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_ERRORS = 3  # a bug that fails every trial stops the study after this many
 MAX_CONSECUTIVE_INFEASIBLE = 50  # a space with nothing within the limits stops after this many
 NOT_COUNTED = ("infeasible", "surplus")  # `end` values of trials that never trained
+# the logger of Optuna's trial loop, which logs a failed trial with its traceback (if Optuna
+# renames it, the traceback simply shows again)
+OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"
+RETRIED_ENDS = ("interrupted", "disk_full")  # failed trials whose params run again on resume
 SLOT_WAIT = 30.0  # seconds a trial waits for lower-numbered trials still being set up
 CLAIMED = "claimed"  # user attribute: this trial passed its checks and trains
 WAIT_POLL_SECONDS = 2.0  # how often a worker with nothing left to start re-reads the study
@@ -200,11 +204,15 @@ class FailureGuard:
     infeasible_limit: int = MAX_CONSECUTIVE_INFEASIBLE
     streak: int = 0
     infeasible: int = 0
+    disk_full: bool = False
     last_error: str = ""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         end = trial.user_attrs.get("end")
-        if trial.state == TrialState.FAIL and end == "error":
+        if end == "disk_full":  # every later trial would fail the same way: stop now
+            self.disk_full = True
+            self.last_error = str(trial.user_attrs.get("error", "no space left"))
+        elif trial.state == TrialState.FAIL and end == "error":
             self.streak += 1
             self.last_error = str(trial.user_attrs.get("error", ""))
         elif end == "infeasible":
@@ -222,7 +230,8 @@ class FailureGuard:
 
     @property
     def tripped(self) -> bool:
-        return self.streak >= self.limit or self.infeasible >= self.infeasible_limit
+        return (self.disk_full or self.streak >= self.limit
+                or self.infeasible >= self.infeasible_limit)
 
 
 def create_or_resume(
@@ -261,12 +270,13 @@ def create_or_resume(
 
 
 def retry_interrupted(study: optuna.Study) -> int:
-    """Enqueue, once, the params of trials interrupted by Ctrl-C / SIGTERM. Returns how many."""
+    """Enqueue, once, the params of trials interrupted by Ctrl-C / SIGTERM or by a full disk
+    (neither says anything about the params). Returns how many."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     n = 0
     for t in trials:
-        if (t.state == TrialState.FAIL and t.user_attrs.get("end") == "interrupted"
+        if (t.state == TrialState.FAIL and t.user_attrs.get("end") in RETRIED_ENDS
                 and t.number not in retried and t.params):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                 skip_if_exists=False)
@@ -319,6 +329,9 @@ def optimize(
     if before >= total:
         return result
     deadline = None if timeout is None else time.monotonic() + timeout
+    quiet = _NoTracebackFor(DiskFullError)
+    trial_log = logging.getLogger(OPTUNA_TRIAL_LOGGER)
+    trial_log.addFilter(quiet)
     try:
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -330,10 +343,27 @@ def optimize(
                 break
     except KeyboardInterrupt:
         result.interrupted = True
+    finally:
+        trial_log.removeFilter(quiet)
     result.finished = count_finished(study)
     result.stopped_by_errors = guard.tripped
     result.last_error = guard.last_error
     return result
+
+
+class _NoTracebackFor(logging.Filter):
+    """Optuna logs a failed trial's traceback; for an expected failure (a full disk, whose one
+    line the CLI prints) the warning stays, without the traceback."""
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def _wait_for_others(study: optuna.Study, total: int, deadline: float | None) -> bool:

@@ -162,10 +162,7 @@ class WorkerPool:
     @classmethod
     def open(cls, settings: SearchSettings, n: int) -> WorkerPool:
         """Every check a single run does, the warm start, then the placements. Nothing runs."""
-        from cifar_search.data import load_cifar10
-
-        search = open_search(settings)
-        load_cifar10(settings.data)  # fail here, once, on missing or corrupt data
+        search = open_search(settings)  # fails here, once, on missing or corrupt data
         cpus = (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                 else list(range(os.cpu_count() or 1)))
         placements = place_workers(n, settings.device, gpus=visible_gpus(), cpus=cpus)

@@ -166,9 +166,27 @@ def test_other_counts_are_accepted_and_logged(tmp_path: Path, caplog) -> None:  
 # --- missing data ---------------------------------------------------------------------------
 
 
+def test_train_subset_is_checked_against_the_split() -> None:
+    from cifar_search.data import check_train_subset
+    from cifar_search.errors import ConfigError
+
+    check_train_subset(None, 100, "d")
+    check_train_subset(100, 100, "d")
+    with pytest.raises(ConfigError, match=r"--train-subset 5 is below 10"):
+        check_train_subset(5, 100, "d")
+    with pytest.raises(ConfigError, match=r"--train-subset 9999999 exceeds .* of d: 1,800 images"):
+        check_train_subset(9999999, 1800, "d")
+
+
 def test_missing_offline_says_how_to_get_the_data(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"not found.*--data.*CIFAR_SEARCH_DATA.*unpack\.sh"):
+    with pytest.raises(DataError) as info:
         load_cifar10(tmp_path / "empty", download=False)
+    message = str(info.value)
+    assert "not found" in message and "network connection" in message
+    assert "--data" in message and "$CIFAR_SEARCH_DATA" in message
+    assert "cifar10.npz" in message and "cifar-10-batches-py/" in message
+    assert "data_batch_1..5 and test_batch" in message
+    assert "unpack.sh" not in message  # a development set-up path, not an installed package's
     with pytest.raises(DataError, match="no such file"):
         load_cifar10(tmp_path / "nowhere.npz")
 

@@ -353,3 +353,23 @@ def test_the_dashboard_names_the_metrics(tmp_path: Path) -> None:
     assert study.metric_names == ["val accuracy", "params"]
     again = optuna.load_study(study_name="m", storage=f"sqlite:///{tmp_path}/m.db")
     assert again.metric_names == ["val accuracy", "params"]
+
+
+def test_a_disk_full_trial_stops_the_study_and_is_retried_on_resume() -> None:
+    from cifar_search.errors import DiskFullError
+    from cifar_search.study import optimize, retry_interrupted
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("end", "disk_full")  # as Objective records it
+        trial.set_user_attr("error", "no space to save trial 0's checkpoint")
+        raise DiskFullError("no space to save trial 0's checkpoint")
+
+    study = optuna.create_study(direction="maximize")
+    result = optimize(study, objective, total=5)
+    assert result.stopped_by_errors and len(study.trials) == 1  # stopped at the first
+    assert result.last_error == "no space to save trial 0's checkpoint"
+    assert retry_interrupted(study) == 1 and retry_interrupted(study) == 0  # queued once
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.system_attrs["fixed_params"] == study.trials[0].params
+    assert queued.user_attrs["retry_of"] == 0

@@ -3,6 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+
+MAX_SEED = 2**31 - 1  # numpy and the samplers take seeds below 2**32; seed + trials must fit
+MIN_TRAIN_SUBSET = 10  # images: at least one per class (stratified)
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in ``[low, high]`` (no upper bound: ``high=None``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer, but got {text!r}"
+            ) from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {_range(low, high)}, but got {value}")
+        return value
+
+    return parse
+
+
+def _range(low: float, high: float | None) -> str:
+    return f">= {low}" if high is None else f"in [{low}, {high}]"
 
 
 def positive_int(text: str) -> int:
@@ -13,6 +39,23 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, but got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, but got {value}")
+    return value
+
+
+non_negative_int = int_in(0)
+seed_int = int_in(0, MAX_SEED)
+port_int = int_in(0, 65535)
+train_subset_int = int_in(MIN_TRAIN_SUBSET)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0, with an error naming the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, but got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, but got {text}")
     return value
 
 
@@ -38,7 +81,9 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_study_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", default="cifar", help="study name (default: cifar)")
+    parser.add_argument("--study", default="cifar",
+                        help="study name: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or "
+                        "digit, no '..' (default: cifar)")
     parser.add_argument(
         "--storage",
         help="Optuna storage URL (default: sqlite:///studies/<study>.db); "

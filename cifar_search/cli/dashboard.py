@@ -7,14 +7,15 @@ import sys
 from typing import Any
 
 from cifar_search.cli import _study
-from cifar_search.cli._common import add_study_args
+from cifar_search.cli._common import add_study_args, port_int
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("dashboard", help="start optuna-dashboard on the study")
     add_study_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--port", type=port_int, default=8080,
+                   help="port in [0, 65535] (default: 8080)")
     p.set_defaults(func=run)
 
 

@@ -10,8 +10,9 @@ import argparse
 import math
 from typing import Any
 
-from cifar_search.cli._common import positive_int
+from cifar_search.cli._common import MAX_SEED, positive_float, positive_int, seed_int
 from cifar_search.cli.train import add_config_args
+from cifar_search.names import check_out_file, user_path
 
 EPILOG = """\
 The learning rate grows exponentially from --start-lr to --end-lr over --steps batches of the
@@ -29,10 +30,13 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--batch-size", type=positive_int, help="images per step (overrides)")
-    p.add_argument("--start-lr", type=float, default=1e-7, help="first lr (default: 1e-7)")
-    p.add_argument("--end-lr", type=float, default=10.0, help="last lr (default: 10)")
+    p.add_argument("--start-lr", type=positive_float, default=1e-7,
+                   help="first lr, > 0 (default: 1e-7)")
+    p.add_argument("--end-lr", type=positive_float, default=10.0,
+                   help="last lr, > --start-lr (default: 10)")
     p.add_argument("--steps", type=positive_int, default=100, help="batches (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"seed in [0, {MAX_SEED}] (default: 0)")
     p.add_argument("--plot", metavar="FILE.html", help="write the curve (plotly HTML)")
     p.set_defaults(func=run)
 
@@ -44,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from cifar_search.runtime import configure_cpu_threads, resolve_runtime, seed_everything
 
     cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size)
+    if args.plot:
+        check_out_file("--plot", args.plot)  # before the test runs, not after it
     configure_cpu_threads()
     runtime = resolve_runtime(args.device, args.precision)
     data = load_training_data(args.data, args.val_size, args.train_subset, runtime.device)
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for lr, loss in _samples(result.lrs, result.losses):
         print(f"  lr {lr:9.2e}  loss {loss:.4f}")
     if args.plot:
-        print(f"plot: {plot(result, args.plot)}")
+        with user_path("--plot", args.plot):
+            print(f"plot: {plot(result, args.plot)}")
     return 0
 
 

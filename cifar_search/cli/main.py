@@ -97,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CifarSearchError as exc:
         print(f"cifar-search {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a safety net: paths are checked, and converted, where they are used
+        if exc.filename is None:
+            raise
+        print(f"cifar-search {args.command}: error: {exc.filename}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cifar-search {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args
+from cifar_search.names import check_name, check_out_file, user_path
 
 EPILOG = """\
 examples:
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _study.storage_url(args)
-    out = args.out or Path("studies") / f"{args.study}-report.html"
-    runs = args.runs or Path("runs") / args.study
-    path = build_report(storage, args.study, out, runs_dir=runs)
+    out = args.out or Path("studies") / f"{check_name('study', args.study)}-report.html"
+    runs = args.runs or Path("runs") / check_name("study", args.study)
+    check_out_file("--out", out)
+    with user_path("--out", out):
+        path = build_report(storage, args.study, out, runs_dir=runs)
     print(f"report: {path}")
     return 0

@@ -11,7 +11,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cifar_search.cli._common import add_data_args, add_device_args, positive_int
+from cifar_search.cli._common import (
+    MAX_SEED,
+    add_data_args,
+    add_device_args,
+    positive_int,
+    seed_int,
+)
 
 if TYPE_CHECKING:
     from cifar_search.retrain import RetrainResult
@@ -47,7 +53,8 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, help="epoch budget (default: see below)")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="independent trainings, seeds S..S+K-1 (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed S (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"first seed S, in [0, {MAX_SEED}] (default: 0)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: see below)")
     p.add_argument("--no-export", action="store_true",
                    help="skip model.pt2 and model.onnx (and model_tta.*)")

@@ -10,10 +10,16 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from cifar_search.cli._common import (
+    MAX_SEED,
+    MIN_TRAIN_SUBSET,
     add_data_args,
     add_device_args,
     add_study_args,
+    non_negative_int,
+    positive_float,
     positive_int,
+    seed_int,
+    train_subset_int,
 )
 from cifar_search.errors import ConfigError
 
@@ -47,37 +53,43 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(p)
     p.add_argument("--trials", type=positive_int, default=200,
-                   help="finished trials the study should hold in total (default: 200)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+                   help="finished trials the study should hold in total, >= 1 (default: 200)")
+    p.add_argument("--timeout", type=positive_float,
+                   help="stop starting trials after this many seconds (> 0)")
     p.add_argument("--budget", choices=("gpu", "cpu", "smoke"),
                    help="per-trial budget (default: gpu with CUDA, else cpu)")
-    p.add_argument("--epochs", type=positive_int, help="epoch budget per trial (overrides)")
-    p.add_argument("--train-subset", type=positive_int, metavar="N",
-                   help="stratified training images per trial (overrides)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="epoch budget per trial, >= 1 (overrides)")
+    p.add_argument("--train-subset", type=train_subset_int, metavar="N",
+                   help=f"stratified training images per trial, >= {MIN_TRAIN_SUBSET} (one per "
+                   "class) and at most the training split (overrides)")
     p.add_argument("--space", metavar="TOML", help="narrow/fix the space (studies/*.toml)")
     p.add_argument("--sampler", default=None, help="tpe | random | cmaes | gp | nsga2 "
                    "(default: tpe; nsga2 for several objectives)")
     p.add_argument("--pruner", default=None,
                    help="hyperband | median | percentile | halving | wilcoxon | none "
                    "(default: hyperband for the gpu budget, median for cpu and smoke)")
-    p.add_argument("--seed", type=int, default=0, help="study seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"study seed in [0, {MAX_SEED}] (default: 0)")
     p.add_argument("--enqueue-presets", metavar="NAMES",
                    help="comma-separated presets to run first (warm start), 'all' or 'none' "
                    "(default: every preset within --max-params / --max-flops)")
-    p.add_argument("--max-params", type=float, help="reject configs with more parameters")
-    p.add_argument("--max-flops", type=float,
-                   help="reject configs above these forward FLOPs per image (budget default)")
+    p.add_argument("--max-params", type=positive_float,
+                   help="reject configs with more parameters (> 0)")
+    p.add_argument("--max-flops", type=positive_float,
+                   help="reject configs above these forward FLOPs per image, > 0 (budget default)")
     p.add_argument("--objectives", default="accuracy",
                    help="accuracy | accuracy,params | accuracy,flops | accuracy,time "
                    "(several: Pareto front, no pruning)")
-    p.add_argument("--keep-top-k", type=int, default=3, help="checkpoints kept as artifacts")
+    p.add_argument("--keep-top-k", type=non_negative_int, default=3,
+                   help="checkpoints kept as artifacts, >= 0 (default: 3)")
     p.add_argument("--no-oom-retry", dest="oom_retry", action="store_false",
                    help="do not queue an out-of-memory trial again at a smaller batch size")
-    p.add_argument("--heartbeat", type=int, default=30,
-                   help="seconds between heartbeats; a trial silent for 4x this is retried")
+    p.add_argument("--heartbeat", type=positive_int, default=30,
+                   help="seconds between heartbeats, >= 1; a trial silent for 4x this is retried")
     p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
-                   help="worker processes on this machine (auto: one per visible GPU, else 1; "
-                   "default: this process alone)")
+                   help="worker processes on this machine, >= 1 (auto: one per visible GPU, "
+                   "else 1; default: this process alone)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_device_args(p)

@@ -16,9 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cifar_search.cli._common import add_data_args, add_device_args, positive_int
+from cifar_search.cli._common import (
+    MAX_SEED,
+    MIN_TRAIN_SUBSET,
+    add_data_args,
+    add_device_args,
+    non_negative_int,
+    positive_int,
+    seed_int,
+    train_subset_int,
+)
 from cifar_search.config import TrainConfig
 from cifar_search.errors import ConfigError
+from cifar_search.names import check_out_dir, user_path
 
 if TYPE_CHECKING:  # torch is imported only when a command runs, to keep --help fast
     import torch
@@ -48,7 +58,8 @@ def register(sub: Any) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--batch-size", type=positive_int, help="images per step (overrides)")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and augmentation")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"seed of init, shuffling and augmentation, in [0, {MAX_SEED}]")
     p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,9 +71,10 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", metavar="NAME", help="a named preset: cifar-search presets")
     p.add_argument("--config", metavar="FILE.json", help="TrainConfig JSON (over the preset)")
     p.add_argument("--epochs", type=positive_int, help="epoch budget (overrides)")
-    p.add_argument("--train-subset", type=positive_int, metavar="N",
-                   help="stratified training images (default: all of the train split)")
-    p.add_argument("--val-size", type=int, metavar="N",
+    p.add_argument("--train-subset", type=train_subset_int, metavar="N",
+                   help=f"stratified training images, >= {MIN_TRAIN_SUBSET} and at most the "
+                   "train split (default: all of it)")
+    p.add_argument("--val-size", type=non_negative_int, metavar="N",
                    help="validation images held out of the training set (default: 5000, or a "
                    "tenth of a smaller set; 0: none, train on everything)")
     add_data_args(p)
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size)
+    check_out_dir("--out", args.out)  # before training, not after it
     configure_cpu_threads()
     runtime = resolve_runtime(args.device, args.precision, compile=args.compile)
     data = load_training_data(args.data, args.val_size, args.train_subset, runtime.device)
@@ -110,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": time.perf_counter() - start,
         **_environment(runtime),
     }
-    out = save_model_folder(args.out, model, cfg, metrics)
+    with user_path("--out", args.out):
+        out = save_model_folder(args.out, model, cfg, metrics)
     print(f"{name}: val acc {100 * result.final_val_acc:.2f}% (epoch {result.final_epoch}), "
           f"best {100 * result.best_val_acc:.2f}% at epoch {result.best_epoch}, "
           f"{metrics['wall_seconds']:.1f} s; model folder {out}")
@@ -167,7 +181,12 @@ def load_training_data(
     import numpy as np
     import torch
 
-    from cifar_search.data import load_cifar10, stratified_subset, train_val_split
+    from cifar_search.data import (
+        check_train_subset,
+        load_cifar10,
+        stratified_subset,
+        train_val_split,
+    )
     from cifar_search.loader import device_arrays
 
     arrays = load_cifar10(path)
@@ -175,6 +194,7 @@ def load_training_data(
         val_size = min(VAL_SIZE, len(arrays.train_y) // 10)
     split = train_val_split(arrays.train_y, val_size=val_size, seed=0)
     train_idx = split.train
+    check_train_subset(train_subset, len(train_idx), arrays.source)
     if train_subset is not None and train_subset < len(train_idx):
         train_idx = stratified_subset(train_idx, arrays.train_y, train_subset, seed=0)
     x, y = device_arrays(arrays.train_x, arrays.train_y, device)

@@ -8,6 +8,7 @@ from typing import Any
 from cifar_search.atomic import atomic_path
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args, positive_int
+from cifar_search.names import check_out_file, user_path
 
 
 def register(sub: Any) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     study = _study.load(args)
     df = trials_frame(study)
     if args.csv:
-        with atomic_path(args.csv) as tmp:
+        out = check_out_file("--csv", args.csv)
+        with user_path("--csv", out), atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
     if args.json:
         print(df.to_json(orient="records", indent=2))
