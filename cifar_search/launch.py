@@ -272,7 +272,9 @@ def fit_preset(cfg: TrainConfig, constraints: Constraints, space: Space) -> Trai
 def _preset_params(names: tuple[str, ...], space: Space,
                    constraints: Constraints) -> dict[str, dict[str, object]]:
     """Warm-start params by name: ``fast94``, or ``fast94@w32`` where it had to be narrowed;
-    a preset that fits at no width keeps its own (its trial is then recorded infeasible)."""
+    a preset that fits at no width keeps its own (its trial is then recorded infeasible). A
+    preset that differs from what a narrowed space fixes is left out, with a warning: enqueued,
+    it would train the space's values under the preset's name."""
     from cifar_search.presets import get_preset
 
     out: dict[str, dict[str, object]] = {}
@@ -280,5 +282,10 @@ def _preset_params(names: tuple[str, ...], space: Space,
         cfg = get_preset(n).config
         fitted = fit_preset(cfg, constraints, space) or cfg
         name = n if fitted.model.width == cfg.model.width else f"{n}@w{fitted.model.width}"
+        problems = outside_space(config_to_params(fitted, space, fixed=True), space)
+        if problems:
+            logger.warning("preset %s is outside this space (%s); not enqueued", name,
+                           problems[0])
+            continue
         out[name] = config_to_params(fitted, space)
     return out

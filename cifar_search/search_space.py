@@ -192,15 +192,17 @@ def suggest_config(
     return TrainConfig.from_dict(_unflatten(fields)).validate()
 
 
-def config_to_params(cfg: TrainConfig, space: Space) -> dict[str, Any]:
-    """The params that make :func:`suggest_config` rebuild ``cfg`` (fixed params left out)."""
+def config_to_params(cfg: TrainConfig, space: Space, *, fixed: bool = False) -> dict[str, Any]:
+    """The params that make :func:`suggest_config` rebuild ``cfg``. Fixed params are left out,
+    unless ``fixed``: then they hold ``cfg``'s own values, so that :func:`outside_space` names
+    where ``cfg`` differs from what the space fixes."""
     fields = _flatten(cfg.to_dict())
     values: dict[str, Any] = {}
     out: dict[str, Any] = {}
     for p in space.params:
         if not p.active(values):
             continue
-        if p.fixed is not UNSET:
+        if p.fixed is not UNSET and not fixed:
             values[p.name] = p.fixed
             continue
         if p.gate_field is not None:

@@ -103,7 +103,7 @@ def test_constraints_reject_before_training(tmp_path: Path, synthetic_npz: Path)
 def test_infeasible_configs_do_not_count(tmp_path: Path, synthetic_npz: Path) -> None:
     space = TINY_SPACE.replace_param("width", choices=(16, 160), fixed=UNSET)
     search = prepare_search(settings(tmp_path, synthetic_npz, trials=1, epochs=1, space=space,
-                                     max_flops=30e6))
+                                     max_flops=30e6, presets=()))
     search.study.enqueue_trial({"width": 160})
     search.study.enqueue_trial({"width": 16})
     assert search.run().finished == 1
