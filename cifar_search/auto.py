@@ -42,6 +42,7 @@ from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, load_cifar10
 from cifar_search.errors import ConfigError, StudyError
 from cifar_search.loader import device_arrays
+from cifar_search.names import check_name, check_out_dir
 from cifar_search.presets import PRESETS, get_preset
 from cifar_search.retrain import RetrainResult, RetrainSettings, RetrainTarget, retrain
 from cifar_search.runtime import Runtime, resolve_runtime
@@ -123,8 +124,11 @@ def run_auto(s: AutoSettings, say: Say = logger.info,
             raise ConfigError(f"unknown recipe {n!r} (known: {', '.join(recipes)}).")
     if not names:
         raise ConfigError("auto needs at least one preset as a candidate.")
+    check_name("study", s.study)
+    if s.out is not None:
+        check_out_dir("--out", s.out)
     runtime = resolve_runtime(s.device, s.precision)  # type: ignore[arg-type]
-    arrays = load_cifar10(s.data)
+    arrays = load_cifar10(s.data)  # before the study: missing data creates no study file
     study, spent_before = _open_study(s, runtime)
     clock = Clock(s.time, spent_before, started)
     try:

@@ -139,4 +139,9 @@ def test_cli_refuses_bad_time_in_one_line(tmp_path: Path, synthetic_npz: Path,
     assert main(["auto", "--time", "10m", "--presets", "nope", "--data", str(synthetic_npz),
                  "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+    for bad in (["--study", "../x"], ["--data", str(tmp_path / "none.npz")],
+                ["--out", str(synthetic_npz / "sub")]):
+        assert main(["auto", "--time", "10m", "--storage", f"sqlite:///{tmp_path}/x.db",
+                     "--data", str(synthetic_npz), *bad]) == 2
+        assert capsys.readouterr().err.strip().count("\n") == 0
     assert not (tmp_path / "x.db").exists()
