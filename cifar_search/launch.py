@@ -32,6 +32,7 @@ from cifar_search.storage import default_url, open_storage
 from cifar_search.study import (
     RunResult,
     SlotClaim,
+    StopOnPatience,
     count_finished,
     create_or_resume,
     enqueue_presets,
@@ -50,6 +51,7 @@ class SearchSettings:
     storage: str | None = None  # default: sqlite:///studies/<study>.db
     trials: int = 200  # finished trials in total
     timeout: float | None = None  # seconds
+    patience: int | None = None  # stop after this many finished trials without a better best
     budget: str | None = None  # gpu | cpu | smoke (default by device)
     epochs: int | None = None
     train_subset: int | None = None
@@ -110,6 +112,7 @@ class Search:
         s = self.settings
         if self.objective is None:
             raise RuntimeError("Search.run needs data: build it with prepare_search")
+        patience = [] if s.patience is None else [StopOnPatience(s.patience)]
         progress = TrialProgress(s.trials, count_finished(self.study), self.budget.epochs,
                                  enabled=s.progress)
         self.objective.on_epoch = progress.on_epoch
@@ -118,7 +121,7 @@ class Search:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             return optimize(self.study, self.objective, total=s.trials, timeout=s.timeout,
-                            callbacks=[progress])
+                            callbacks=[progress, *patience])
         finally:
             progress.close()
             optuna.logging.set_verbosity(verbosity)

@@ -147,6 +147,35 @@ class StopAtTotal:
             study.stop()
 
 
+@dataclass
+class StopOnPatience:
+    """``--patience N``: stop once the best value has not improved in the last ``patience``
+    finished trials of the study (all runs and workers; a tie is no improvement). Pruned trials
+    count, infeasible ones do not, as for ``--trials`` (optuna issues #1001, #4292)."""
+
+    patience: int
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if stale_trials(study) >= self.patience:
+            study.stop()
+
+
+def stale_trials(study: optuna.Study) -> int:
+    """Finished trials since the one that set the best value (all of them if none has)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=FINISHED)
+            if counts_toward_total(t)]
+    done.sort(key=lambda t: t.number)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best, since = None, 0
+    for t in done:
+        v = t.value if t.state == TrialState.COMPLETE else None
+        if v is not None and (best is None or (v > best if maximize else v < best)):
+            best, since = v, 0
+        else:
+            since += 1
+    return since
+
+
 def has_slot(study: optuna.Study, number: int, total: int, *, wait: float = SLOT_WAIT) -> bool:
     """Whether trial ``number`` fits within ``total``: fewer than ``total`` counting trials
     numbered below it are finished or training.

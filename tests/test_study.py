@@ -373,3 +373,30 @@ def test_a_disk_full_trial_stops_the_study_and_is_retried_on_resume() -> None:
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.system_attrs["fixed_params"] == study.trials[0].params
     assert queued.user_attrs["retry_of"] == 0
+
+
+def test_patience_stops_after_n_finished_trials_without_a_better_best() -> None:
+    from cifar_search.study import StopOnPatience, stale_trials
+
+    values = iter([0.5, 0.6, 0.55, None, 0.6, 0.4, 0.9, 0.95])  # None: pruned
+
+    def objective(trial: optuna.Trial) -> float:
+        v = next(values)
+        if v is None:
+            trial.report(0.1, 1)
+            raise optuna.TrialPruned()
+        return v
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=8, callbacks=[StopOnPatience(3)])
+    # best 0.6 at trial 1; 0.55, pruned, 0.6 (a tie) make three without improvement
+    assert len(study.trials) == 5 and stale_trials(study) == 3
+    assert study.best_value == 0.6
+
+
+def test_patience_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    from cifar_search.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--patience", "0"])
+    assert exc.value.code == 2 and "--patience" in capsys.readouterr().err

@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
     add_study_args(p)
     p.add_argument("--trials", type=positive_int, default=200,
                    help="finished trials the study should hold in total, >= 1 (default: 200)")
+    p.add_argument("--patience", type=positive_int, metavar="N",
+                   help="stop once the best value has not improved in N finished trials "
+                   "(default: off)")
     p.add_argument("--timeout", type=positive_float,
                    help="stop starting trials after this many seconds (> 0)")
     p.add_argument("--budget", choices=("gpu", "cpu", "smoke"),
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     settings = SearchSettings(
         study=args.study, storage=args.storage, trials=args.trials, timeout=args.timeout,
+        patience=args.patience,
         budget=args.budget, epochs=args.epochs, train_subset=args.train_subset,
         space=args.space, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
         presets=_presets(args.enqueue_presets), max_params=args.max_params,
