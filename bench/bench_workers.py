@@ -43,7 +43,7 @@ from cifar_search.study import StopAtTotal, make_pruner, make_sampler
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 16  # reported per full trial (the gpu budget)
 STORAGES = ("sqlite-optuna-default", "sqlite-cifar-search", "journal-file", "postgresql")
-TINY_SPACE = REPO / "studies" / "tiny.toml"
+TINY_SPACE = REPO / "cifar_search" / "spaces" / "tiny.toml"
 
 
 def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:

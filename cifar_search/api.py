@@ -34,7 +34,7 @@ def search(**settings: Any) -> optuna.Study:
     """Run (or resume) a search, as ``cifar-search run``; returns the study.
 
     Keyword arguments are :class:`~cifar_search.launch.SearchSettings` fields, e.g.
-    ``trials=200, budget="cpu", study="cifar", space="studies/small.toml", data=PATH``.
+    ``trials=200, budget="cpu", study="cifar", space="small", data=PATH``.
     """
     from cifar_search.launch import SearchSettings, prepare_search
 

@@ -76,9 +76,9 @@ def user_path(what: str, path: str | Path) -> Iterator[None]:
     """Turn an ``OSError`` raised inside the block into a :class:`PathError` about ``path``.
 
     Example:
-        >>> with user_path("--space", "studies"):  # doctest: +SKIP
+        >>> with user_path("--space", "./studies"):  # doctest: +SKIP
         ...     Path("studies").read_text()
-        PathError: --space studies: Is a directory.
+        PathError: --space ./studies: Is a directory.
     """
     try:
         yield

@@ -9,9 +9,10 @@ applies only when the gate is on; the field keeps its "off" value otherwise.
 :func:`config_to_params` is the inverse: the Optuna params that reproduce a config (used to
 enqueue presets and to check that every preset is expressible in the space).
 
-The default space is :data:`DEFAULT_SPACE`; ``studies/default_space.toml`` is the same space as a
-readable file (``cifar-search space --toml`` writes it), and a TOML file of the same form can
-narrow or fix any part (see :mod:`cifar_search.space_file`).
+The default space is :data:`DEFAULT_SPACE`; the shipped space ``default_space``
+(``cifar_search/spaces/default_space.toml``) is the same space as a readable file
+(``cifar-search space --toml`` writes it), and a TOML file of the same form can narrow or fix
+any part (see :mod:`cifar_search.space_file`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Space files: TOML that narrows or fixes parts of the default space.
 
-    # a space file (studies/small.toml is a shipped one)
+    # a space file (cifar_search/spaces/small.toml is a shipped one)
     [params.family]
     choices = ["resnet9", "airbench"]     # a subset of the default choices
 
@@ -14,9 +14,9 @@
     [fixed]
     "model.activation" = "gelu"          # any TrainConfig field no active param sets
 
-``studies/default_space.toml`` is the whole default space in this form. Every mistake (unknown
-key, empty range, wrong type, a choice the default space lacks) is a :class:`ConfigError` that
-names the key, raised before anything runs.
+``cifar_search/spaces/default_space.toml`` is the whole default space in this form.
+Every mistake (unknown key, empty range, wrong type, a choice the default space lacks) is a
+:class:`ConfigError` that names the key, raised before anything runs.
 """
 
 from __future__ import annotations
@@ -43,11 +43,36 @@ _PARAM_KEYS = {"low", "high", "log", "choices", "value", "doc", "kind", "target"
 _INFO_KEYS = {"doc", "kind", "target", "when"}  # written for reading; must match if given
 
 
+SPACES_DIR = Path(__file__).parent / "spaces"  # the shipped space files (package data)
+
+
+def shipped_spaces() -> list[str]:
+    """Names of the shipped space files: ``--space small`` reads ``spaces/small.toml``."""
+    return sorted(f.stem for f in SPACES_DIR.glob("*.toml"))
+
+
+def space_path(name_or_path: str | Path) -> Path:
+    """A shipped space by name (``small``, ``tiny``, ``default_space``), else the path given.
+
+    Raises:
+        ConfigError: a bare name (no folder, no ``.toml``) that is neither a file here nor a
+            shipped space; the message lists the shipped ones.
+    """
+    text = str(name_or_path)
+    if "/" in text or "\\" in text or text.endswith(".toml") or Path(text).exists():
+        return Path(text)
+    if text in shipped_spaces():
+        return SPACES_DIR / f"{text}.toml"
+    raise ConfigError(f"unknown space {text!r}: give a TOML file, or a shipped space "
+                      f"({', '.join(shipped_spaces())}).")
+
+
 def load_space(path: str | Path | None, base: Space = DEFAULT_SPACE) -> Space:
-    """The default space, narrowed by the TOML file at ``path`` (None: the default)."""
+    """The default space, narrowed by a space file: a path, or a shipped space's name (None:
+    the default)."""
     if path is None:
         return base
-    file = Path(path)
+    file = space_path(path)
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:

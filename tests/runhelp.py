@@ -11,9 +11,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-# One tiny fixed model (studies/tiny.toml: plain CNN, width 16, one conv a stage): the search
-# machinery is what these tests exercise, so each trial trains in about a second on one core.
-TINY_TOML = (Path(__file__).resolve().parents[1] / "studies" / "tiny.toml").read_text()
+# One tiny fixed model (the shipped space "tiny": plain CNN, width 16, one conv a stage): the
+# search machinery is what these tests exercise, so each trial trains in a second on one core.
+TINY_TOML = (Path(__file__).resolve().parents[1] / "cifar_search" / "spaces" / "tiny.toml"
+             ).read_text()
 
 
 def search_args(storage: str, study: str, data: Path, space: Path, *extra: str) -> list[str]:

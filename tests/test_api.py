@@ -10,14 +10,11 @@ import torch
 import cifar_search
 from cifar_search.api import retrain
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def test_search_retrain_load_model(tmp_path: Path, synthetic_npz: Path) -> None:
     url = f"sqlite:///{tmp_path}/nb.db"
     study = cifar_search.search(study="nb", storage=url, trials=2, budget="smoke",
-                                space=REPO / "studies" / "tiny.toml", data=synthetic_npz,
-                                device="cpu", presets=())
+                                space="tiny", data=synthetic_npz, device="cpu", presets=())
     assert len(study.trials) == 2 and study.best_trial.value is not None
     result = retrain("best", study="nb", storage=url, epochs=1, data=synthetic_npz,
                      device="cpu", out=tmp_path / "model", export=False)

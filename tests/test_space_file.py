@@ -7,16 +7,22 @@ import pytest
 
 from cifar_search.errors import ConfigError
 from cifar_search.search_space import DEFAULT_SPACE, UNSET
-from cifar_search.space_file import apply_overrides, dump_space, load_space
+from cifar_search.space_file import (
+    apply_overrides,
+    dump_space,
+    load_space,
+    shipped_spaces,
+    space_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_default_file_is_the_default_space() -> None:
-    shipped = ROOT / "studies" / "default_space.toml"
+    shipped = ROOT / "cifar_search" / "spaces" / "default_space.toml"
     assert load_space(shipped) == DEFAULT_SPACE
     assert shipped.read_text() == dump_space(DEFAULT_SPACE), (
-        "studies/default_space.toml is stale: regenerate with `cifar-search space --toml`"
+        "spaces/default_space.toml is stale: regenerate with `cifar-search space --toml`"
     )
 
 
@@ -78,19 +84,30 @@ def test_every_space_file_the_docs_name_is_shipped_and_valid() -> None:
 
     texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
              *(ROOT / "cifar_search").rglob("*.py")]
-    named = {m for f in texts for m in re.findall(r"studies/([\w-]+\.toml)", f.read_text())}
-    shipped = {f.name for f in (ROOT / "studies").glob("*.toml")}
-    assert "small.toml" in named
+    bare = re.compile(r"--space ([a-z_]+)(?![\w./-])")  # a shipped space's name
+    named = {m for f in texts for m in bare.findall(f.read_text())}
+    shipped = set(shipped_spaces())
+    assert "small" in named and {"default_space", "small", "tiny"} <= shipped
     assert named <= shipped, f"named in the docs but not shipped: {sorted(named - shipped)}"
     for name in sorted(shipped):
-        load_space(ROOT / "studies" / name)  # every key of every shipped file is valid
+        load_space(name)  # by name, as --space small: every key of every shipped file is valid
+
+
+def test_space_by_name_path_or_unknown(tmp_path: Path) -> None:
+    assert space_path("small") == ROOT / "cifar_search" / "spaces" / "small.toml"
+    assert load_space("tiny").get("family").fixed == "plain_cnn"
+    own = tmp_path / "mine.toml"
+    own.write_text('[params.family]\nvalue = "resnet9"\n')
+    assert load_space(own).get("family").fixed == "resnet9"
+    with pytest.raises(ConfigError, match=r"unknown space 'smal'.*small, tiny"):
+        load_space("smal")
 
 
 def test_the_fast_presets_warm_start_a_study_on_small_toml() -> None:
     from cifar_search.presets import get_preset
     from cifar_search.search_space import config_to_params, outside_space
 
-    small = load_space(ROOT / "studies" / "small.toml")
+    small = load_space(ROOT / "cifar_search" / "spaces" / "small.toml")
     assert small.get("family").choices == ("resnet9", "airbench")
     for name in ("davidnet", "era-custom-resnet", "fast94"):
         params = config_to_params(get_preset(name).config, small)

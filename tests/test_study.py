@@ -204,7 +204,7 @@ from cifar_search.search_space import UNSET
 from cifar_search.space_file import load_space
 
 data, db, headroom_gib, *flags = sys.argv[1:]
-space = (load_space("studies/tiny.toml").replace_param("width", fixed=64)
+space = (load_space("tiny").replace_param("width", fixed=64)
          .replace_param("batch_size", choices=(64, 1024), fixed=UNSET))
 search = prepare_search(SearchSettings(
     study="t", storage=f"sqlite:///{db}", trials=2, budget="smoke", epochs=1, data=data,

@@ -40,7 +40,7 @@ docs/distributed.md.
 examples:
   cifar-search run --trials 200
   cifar-search run --budget cpu --trials 12 --data ~/data/cifar10.npz
-  cifar-search run --study small --space studies/small.toml --enqueue-presets davidnet,fast94
+  cifar-search run --study small --space small --enqueue-presets davidnet,fast94
   cifar-search run --objectives accuracy,params --sampler nsga2 --trials 100
   cifar-search run --workers auto                  # one worker per GPU
   cifar-search run --budget cpu --workers 2        # CPU: one core each
@@ -66,7 +66,9 @@ def register(sub: Any) -> None:
     p.add_argument("--train-subset", type=train_subset_int, metavar="N",
                    help=f"stratified training images per trial, >= {MIN_TRAIN_SUBSET} (one per "
                    "class) and at most the training split (overrides)")
-    p.add_argument("--space", metavar="TOML", help="narrow/fix the space (studies/*.toml)")
+    p.add_argument("--space", metavar="NAME|TOML",
+                   help="narrow/fix the space: a shipped one (small, tiny, default_space) or a "
+                   "TOML file (default: the whole space)")
     p.add_argument("--sampler", default=None, help="tpe | random | cmaes | gp | nsga2 "
                    "(default: tpe; nsga2 for several objectives)")
     p.add_argument("--pruner", default=None,

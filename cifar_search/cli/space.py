@@ -10,7 +10,8 @@ from typing import Any
 
 def register(sub: Any) -> None:
     p = sub.add_parser("space", help="print the effective search space")
-    p.add_argument("--space", metavar="TOML", help="a space file narrowing the default")
+    p.add_argument("--space", metavar="NAME|TOML",
+                   help="a shipped space (small, tiny, default_space) or a TOML file")
     p.add_argument("--toml", action="store_true", help="print as a space file (TOML)")
     p.add_argument("--json", action="store_true", help="every param as a JSON record")
     p.set_defaults(func=run)
