@@ -119,3 +119,29 @@ def test_real_data_learns(tmp_path: Path, real_npz: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["final_val_acc"] > 0.35, (seconds, metrics["epochs"])
     assert metrics["data"]["train_size"] == 5000 and not metrics["data"]["test_set_used"]
+
+
+def test_inline_config_and_dotted_sets() -> None:
+    from cifar_search.cli.train import apply_sets, load_config
+    from cifar_search.errors import ConfigError
+
+    cfg, name = load_config("fast94", '{"lookahead": 0}', None, None,
+                            ["optim.lr=1.2", "augment.cutout=8", "tta=flip"])
+    assert name == "fast94" and cfg.lookahead == 0 and cfg.optim.lr == 1.2
+    assert cfg.augment.cutout == 8 and cfg.tta == "flip"
+    for bad, message in [("optim.lrr=1", "unknown field 'lrr' in optim"),
+                         ("nope.lr=1", "'nope.lr' is not a TrainConfig field"),
+                         ("optim.lr", "KEY=VALUE"), ("augment.cutout=big", "cutout")]:
+        with pytest.raises(ConfigError, match=message):
+            apply_sets(cfg, [bad])
+    with pytest.raises(ConfigError, match="inline JSON does not parse"):
+        load_config("fast94", "{lookahead: 0}", None, None)
+
+
+def test_retrain_set_refuses_an_unknown_field_before_training(
+        synthetic_npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cifar_search.cli.main import main
+
+    assert main(["retrain", "--preset", "fast94", "--set", "optim.lrr=1", "--data",
+                 str(synthetic_npz), "--no-progress"]) == 2
+    assert "unknown field 'lrr' in optim" in capsys.readouterr().err

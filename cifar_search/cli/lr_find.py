@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_search.models import create_model
     from cifar_search.runtime import configure_cpu_threads, resolve_runtime, seed_everything
 
-    cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size)
+    cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size, args.sets)
     if args.plot:
         check_out_file("--plot", args.plot)  # before the test runs, not after it
     configure_cpu_threads()

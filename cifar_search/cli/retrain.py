@@ -59,6 +59,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-export", action="store_true",
                    help="skip model.pt2 and model.onnx (and model_tta.*)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one dotted TrainConfig field, e.g. optim.lr=0.1 (repeatable); "
+                   "the result is then not recorded on the study")
     add_data_args(p)
     add_device_args(p)
     p.set_defaults(func=run)
@@ -74,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
 
     target = resolve_target(args.trial, preset=args.preset, study=args.study,
                             storage=args.storage, epochs=args.epochs)
+    if args.sets:  # another config than the study's: trained and tested, not recorded on it
+        import dataclasses
+
+        from cifar_search.cli.train import apply_sets
+
+        target = dataclasses.replace(
+            target, config=apply_sets(target.config, args.sets), study=None,
+            label=f"{target.label} with --set {' '.join(args.sets)}")
     settings = RetrainSettings(seeds=args.seeds, seed=args.seed, out=args.out, data=args.data,
                                device=args.device, precision=args.precision,
                                export=not args.no_export)

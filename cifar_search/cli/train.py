@@ -43,13 +43,15 @@ VAL_SIZE = 5000  # validation images held out of the 50,000 training images by d
 
 EPILOG = """\
 --epochs replaces the preset's epoch budget, and the learning-rate schedule spans the new one.
---config takes a JSON object in TrainConfig.to_dict() form, whole or partial: its keys replace
-the preset's (or the defaults without --preset).
+--config takes a JSON object in TrainConfig.to_dict() form, whole or partial, as a file or
+inline: its keys replace the preset's (or the defaults without --preset). --set KEY=VALUE
+(repeatable) then sets one dotted field: --set optim.lr=0.1 --set augment.cutout=8.
 
 examples:
   cifar-search train --preset davidnet --out runs/davidnet
   cifar-search train --preset rdfia-alexnet --train-subset 10000 --epochs 5 --out runs/rdfia
   cifar-search train --config my.json --device cpu --out runs/mine
+  cifar-search train --preset fast94 --config '{"lookahead": 0}' --set optim.lr=1.2
 """
 
 
@@ -69,7 +71,10 @@ def register(sub: Any) -> None:
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """Options that choose the config and the data (shared with ``lr-find``)."""
     p.add_argument("--preset", metavar="NAME", help="a named preset: cifar-search presets")
-    p.add_argument("--config", metavar="FILE.json", help="TrainConfig JSON (over the preset)")
+    p.add_argument("--config", metavar="FILE.json|JSON",
+                   help="TrainConfig JSON over the preset: a file, or inline '{...}'")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one dotted TrainConfig field, e.g. optim.lr=0.1 (repeatable)")
     p.add_argument("--epochs", type=positive_int, help="epoch budget (overrides)")
     p.add_argument("--train-subset", type=train_subset_int, metavar="N",
                    help=f"stratified training images, >= {MIN_TRAIN_SUBSET} and at most the "
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_search.trainer import EpochMetrics, train
 
     start = time.perf_counter()
-    cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size)
+    cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size, args.sets)
     check_out_dir("--out", args.out)  # before training, not after it
     configure_cpu_threads()
     runtime = resolve_runtime(args.device, args.precision, compile=args.compile)
@@ -132,9 +137,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_config(
-    preset: str | None, config_file: str | None, epochs: int | None, batch_size: int | None
+    preset: str | None, config_file: str | None, epochs: int | None, batch_size: int | None,
+    sets: list[str] | None = None,
 ) -> tuple[TrainConfig, str]:
-    """The config to train and a name for it: preset, then file keys, then overrides."""
+    """The config to train and a name for it: preset, then --config keys, then --set, then
+    the overrides."""
     if preset is None and config_file is None:
         raise ConfigError("give --preset NAME (see `cifar-search presets`) or --config FILE.json.")
     base = TrainConfig().to_dict()
@@ -144,12 +151,13 @@ def load_config(
         base = get_preset(preset).config.to_dict()
     if config_file is not None:
         base = _merge(base, _read_json(config_file))
-    cfg = TrainConfig.from_dict(base)
+    cfg = apply_sets(TrainConfig.from_dict(base), sets or [])
     if epochs is not None:
         cfg = cfg.replace(epochs=epochs)
     if batch_size is not None:
         cfg = cfg.replace(batch_size=batch_size)
-    return cfg.validate(), preset or Path(config_file or "config").stem
+    inline = config_file is None or config_file.lstrip().startswith("{")
+    return cfg.validate(), preset or ("config" if inline else Path(str(config_file)).stem)
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,42 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
     return {"device": runtime.describe(), "versions": versions()}
 
 
+def apply_sets(cfg: TrainConfig, sets: list[str]) -> TrainConfig:
+    """``cfg`` with each ``dotted.key=value`` set (the value read as JSON where it parses:
+    numbers, true/false, lists; else as a string). An unknown key or a wrong type is a
+    :class:`ConfigError` naming it."""
+    tree = cfg.to_dict()
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set wants KEY=VALUE (e.g. optim.lr=0.1), but got {item!r}.")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *parents, leaf = key.strip().split(".")
+        node = tree
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                sections = ", ".join(k for k, v in tree.items() if isinstance(v, dict))
+                raise ConfigError(f"--set {item}: {key!r} is not a TrainConfig field "
+                                  f"(sections: {sections}).")
+            node = child
+        if leaf not in node:
+            raise ConfigError(f"--set {item}: unknown field {leaf!r} in "
+                              f"{'.'.join(parents) or 'TrainConfig'} (known: {', '.join(node)}).")
+        node[leaf] = value
+    return TrainConfig.from_dict(tree).validate()
+
+
 def _read_json(path: str) -> dict[str, Any]:
+    if path.lstrip().startswith("{"):  # inline JSON
+        try:
+            data = json.loads(path)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config: inline JSON does not parse ({exc}).") from exc
+        return dict(data)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
