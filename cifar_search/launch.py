@@ -28,7 +28,7 @@ from cifar_search.progress import TrialProgress
 from cifar_search.runtime import Runtime, resolve_runtime
 from cifar_search.search_space import Space, config_to_params, outside_space
 from cifar_search.space_file import dump_space, load_space
-from cifar_search.storage import default_url, open_storage
+from cifar_search.storage import _redact, default_url, open_storage, sqlite_path
 from cifar_search.study import (
     RunResult,
     SlotClaim,
@@ -97,7 +97,9 @@ class Search:
         lines = [
             f"study {self.study.study_name!r}: {done} of {self.settings.trials} trials finished",
             f"budget {b.name}: {b.epochs} epochs/trial, {subset} training images, "
-            f"{b.val_size:,} validation, max FLOPs {b.max_flops or 'any'}",
+            f"{b.val_size:,} validation; ceilings: FLOPs/image "
+            f"{_ceiling(self.constraints.max_flops)}, params "
+            f"{_ceiling(self.constraints.max_params)}",
             f"device {r['device_name']} ({r['precision']}, channels_last={r['channels_last']}), "
             f"sampler {type(self.study.sampler).__name__}, "
             f"pruner {type(self.study.pruner).__name__}, seed {self.settings.seed}",
@@ -106,6 +108,12 @@ class Search:
             lines.append(f"warm start: {', '.join(self.enqueued)}")
         if self.retried:
             lines.append(f"retrying {self.retried} interrupted trial(s) with the same params")
+        where = sqlite_path(self.storage_url)
+        study = where.resolve() if where else _redact(self.storage_url)
+        name = self.study.study_name
+        lines.append(f"writing: study {study}, checkpoints "
+                     f"{_artifacts_for(self.storage_url, name).resolve()}, retrain runs "
+                     f"{(Path('runs') / name).resolve()}")
         return "\n".join(lines)
 
     def run(self) -> RunResult:
@@ -187,7 +195,7 @@ def open_search(s: SearchSettings) -> Search:
     max_flops = s.max_flops if s.max_flops is not None else budget.max_flops
     constraints = Constraints(max_params=s.max_params, max_flops=max_flops)
     names = s.presets if s.presets is not None else _fitting_presets(constraints)
-    presets = _preset_params(names, space, constraints)
+    presets = _preset_params(names, space, constraints, warn=s.presets is not None)
     multi = len(s.objectives) > 1
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
@@ -226,6 +234,10 @@ def sampler_seed(seed: int, n_trials: int, worker: int | None, *, parallel: bool
     who = worker_name(worker)
     digest = hashlib.blake2b(f"{seed}:{n_trials}:{who}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def _ceiling(value: float | None) -> str:
+    return "none" if value is None else f"{value:,.3g}"
 
 
 def worker_name(worker: int | None) -> str:
@@ -272,8 +284,8 @@ def fit_preset(cfg: TrainConfig, constraints: Constraints, space: Space) -> Trai
     return None
 
 
-def _preset_params(names: tuple[str, ...], space: Space,
-                   constraints: Constraints) -> dict[str, dict[str, object]]:
+def _preset_params(names: tuple[str, ...], space: Space, constraints: Constraints, *,
+                   warn: bool = True) -> dict[str, dict[str, object]]:
     """Warm-start params by name: ``fast94``, or ``fast94@w32`` where it had to be narrowed;
     a preset that fits at no width keeps its own (its trial is then recorded infeasible). A
     preset that differs from what a narrowed space fixes is left out, with a warning: enqueued,
@@ -286,9 +298,9 @@ def _preset_params(names: tuple[str, ...], space: Space,
         fitted = fit_preset(cfg, constraints, space) or cfg
         name = n if fitted.model.width == cfg.model.width else f"{n}@w{fitted.model.width}"
         problems = outside_space(config_to_params(fitted, space, fixed=True), space)
-        if problems:
-            logger.warning("preset %s is outside this space (%s); not enqueued", name,
-                           problems[0])
+        if problems:  # a warning where the user named the preset, else a debug line
+            logger.log(logging.WARNING if warn else logging.DEBUG,
+                       "preset %s is outside this space (%s); not enqueued", name, problems[0])
             continue
         out[name] = config_to_params(fitted, space)
     return out

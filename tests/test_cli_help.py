@@ -36,3 +36,10 @@ def test_help_of_every_command_imports_no_heavy_library() -> None:
     assert len(result) == len(COMMANDS) + 1
     for argv, (code, usage) in result.items():
         assert code == 0 and usage, argv
+
+
+def test_sampler_and_pruner_choices_match_the_study_module() -> None:
+    from cifar_search import study
+    from cifar_search.cli import run
+
+    assert run.SAMPLERS == study.SAMPLERS and run.PRUNERS == study.PRUNERS

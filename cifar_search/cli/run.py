@@ -48,6 +48,12 @@ examples:
 """
 
 
+# the names cifar_search.study accepts (a test keeps them equal), here so that --help and a
+# typo need no optuna import
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
+PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="search (resumable)", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,11 +75,10 @@ def register(sub: Any) -> None:
     p.add_argument("--space", metavar="NAME|TOML",
                    help="narrow/fix the space: a shipped one (small, tiny, default_space) or a "
                    "TOML file (default: the whole space)")
-    p.add_argument("--sampler", default=None, help="tpe | random | cmaes | gp | nsga2 "
-                   "(default: tpe; nsga2 for several objectives)")
-    p.add_argument("--pruner", default=None,
-                   help="hyperband | median | percentile | halving | wilcoxon | none "
-                   "(default: hyperband for the gpu budget, median for cpu and smoke)")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="(default: tpe; nsga2 for several objectives)")
+    p.add_argument("--pruner", default=None, choices=PRUNERS,
+                   help="(default: hyperband for the gpu budget, median for cpu and smoke)")
     p.add_argument("--seed", type=seed_int, default=0,
                    help=f"study seed in [0, {MAX_SEED}] (default: 0)")
     p.add_argument("--enqueue-presets", metavar="NAMES",
