@@ -94,6 +94,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+# forward FLOPs per image above which a trial with no --max-flops ceiling is named in a warning:
+# ~20x fast94; a 16-epoch trial of the gpu budget at this cost is tens of GPU-minutes
+EXPENSIVE_FLOPS = 5e9
+
 LEAK_WARN_BYTES = 64 << 20  # growth of allocated CUDA memory between trials worth a warning
 
 
@@ -157,6 +161,12 @@ class Objective:
             n_params, flops = self._measure(cfg)  # on the meta device: allocates nothing
             trial.set_user_attr("n_params", n_params)
             trial.set_user_attr("flops", flops)
+            if self.constraints.max_flops is None and flops > EXPENSIVE_FLOPS:
+                m = cfg.model
+                logger.warning("trial %d: %s width %d depth %s costs %.1f GFLOPs per image "
+                               "(above %.0f: tens of GPU-minutes per trial); --max-flops caps "
+                               "it", trial.number, m.family, m.width,
+                               "-".join(map(str, m.depth)), flops / 1e9, EXPENSIVE_FLOPS / 1e9)
             broken = self.constraints.violations(n_params, flops)
             if broken:
                 self._end(trial, "infeasible", curve, "; ".join(broken))

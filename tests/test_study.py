@@ -400,3 +400,17 @@ def test_patience_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["run", "--patience", "0"])
     assert exc.value.code == 2 and "--patience" in capsys.readouterr().err
+
+
+def test_a_config_above_the_expensive_mark_is_named_before_it_trains(
+        tmp_path: Path, synthetic_npz: Path, caplog: pytest.LogCaptureFixture) -> None:
+    space = (TINY_SPACE.replace_param("family", fixed="resnet")
+             .replace_param("width", fixed=160)
+             .replace_param("depth_resnet", fixed="3-4-23-3")
+             .replace_param("block", fixed="bottleneck"))
+    s = settings(tmp_path, synthetic_npz, trials=1, budget="gpu", space=space, presets=(),
+                 max_params=1)  # infeasible right after the check: nothing trains
+    with caplog.at_level("WARNING", logger="cifar_search.objective"):
+        prepare_search(s).run()
+    assert any("resnet width 160 depth 3-4-23-3 costs" in r.getMessage()
+               and "--max-flops caps it" in r.getMessage() for r in caplog.records)
