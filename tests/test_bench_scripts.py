@@ -127,3 +127,19 @@ def test_bench_tricks_runs_each_variant_through_cifar_search_train(synthetic_npz
     data = json.loads((tmp_path / "t.json").read_text())
     assert [r["variant"] for r in data["rows"]] == ["base", "no-lookahead", "no-tta"]
     assert all(0 <= r["val_acc"] <= 1 and r["train_seconds"] > 0 for r in data["rows"])
+
+
+def test_bench_help_times_each_help(tmp_path: Path) -> None:
+    out = _run("bench_help.py", "--runs", "1", "--commands", ",auto,nope")
+    rows = [line for line in out.splitlines() if line.startswith("| (top level)")
+            or line.startswith("| auto") or line.startswith("| nope")]
+    assert len(rows) == 3 and "no such command" in rows[2]
+
+
+def test_bench_auto_table_renders_its_results_file(tmp_path: Path) -> None:
+    row = {"arm": "auto", "seed": 0, "time": 600, "when": "2026-12-02 16:00", "load": 0.1,
+           "wall_s": 590.0, "test_acc": 0.9351, "test_acc_single": 0.9302, "detail": "x"}
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(row) + "\n")
+    out = _run("bench_auto.py", "--table", "--results", str(results))
+    assert "| auto | 0 | 600 | 590 | 0.983 | 93.51% | 93.02% | x |" in out
