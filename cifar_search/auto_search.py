@@ -19,10 +19,10 @@ from cifar_search.auto_plan import Candidate, Plan, Rung
 from cifar_search.budget import Budget
 from cifar_search.data import CifarArrays
 from cifar_search.errors import DivergedError
-from cifar_search.evaluation import evaluate
+from cifar_search.evaluation import EVAL_BATCH, evaluate
 from cifar_search.loader import DeviceLoader
 from cifar_search.models import create_model, model_cost
-from cifar_search.objective import EVAL_BATCH, TrialData, is_out_of_memory, trial_seed
+from cifar_search.objective import TrialData, is_out_of_memory, trial_seed
 from cifar_search.runtime import Runtime, versions
 from cifar_search.search_space import Space, config_to_params, outside_space, suggest_config
 from cifar_search.trainer import train

@@ -19,6 +19,8 @@ from cifar_search.config import TTA
 from cifar_search.errors import ConfigError
 from cifar_search.runtime import Runtime, eval_mode
 
+EVAL_BATCH = 1024  # images per evaluation step (validation and test)
+
 TTA_SHIFT = 2  # pixels of the ``flip_translate`` shifts (airbench94 uses 1)
 
 Forward = Callable[[Tensor], Tensor]

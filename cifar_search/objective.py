@@ -25,6 +25,7 @@ from cifar_search.budget import Budget
 from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, stratified_subset, train_val_split
 from cifar_search.errors import DiskFullError, DivergedError, SurplusTrial
+from cifar_search.evaluation import EVAL_BATCH
 from cifar_search.loader import DeviceLoader, device_arrays
 from cifar_search.models import create_model, model_cost
 from cifar_search.runtime import Runtime, versions
@@ -33,7 +34,6 @@ from cifar_search.trainer import EpochMetrics, train
 
 logger = logging.getLogger(__name__)
 
-EVAL_BATCH = 1024  # images per evaluation step
 OBJECTIVES = ("accuracy", "params", "flops", "time")  # names --objectives accepts
 
 
@@ -296,8 +296,3 @@ class Objective:
         trial.set_user_attr("epochs_run", epoch)
         if detail:
             trial.set_user_attr("error", detail)
-
-
-def stored_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The config a trial trained (its ``config`` user attribute)."""
-    return dict(trial.user_attrs.get("config", {}))

@@ -53,6 +53,7 @@ from cifar_search.checkpoint import save_model_folder
 from cifar_search.config import TrainConfig
 from cifar_search.data import load_cifar10
 from cifar_search.errors import ConfigError, StudyError
+from cifar_search.evaluation import EVAL_BATCH
 from cifar_search.export import export_model
 from cifar_search.inspect_study import retrain_key
 from cifar_search.loader import DeviceLoader, device_arrays
@@ -71,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 RUNS_DIR = Path("runs")
 DEFAULT_STUDY = "cifar"
-EVAL_BATCH = 1024  # images per evaluation step
 MAX_MISCLASSIFIED = 64  # test images kept in misclassified.npz (the first ones, in test order)
 
 OnEpoch = Callable[[int, int, EpochMetrics], None]  # (seed, epoch, metrics)

@@ -20,7 +20,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
@@ -340,7 +340,6 @@ class RunResult:
     interrupted: bool = False
     stopped_by_errors: bool = False
     last_error: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def optimize(

@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # torch is imported only when a command runs, to keep --help 
 
 logger = logging.getLogger(__name__)
 
-EVAL_BATCH = 1024  # images per evaluation step
 VAL_SIZE = 5000  # validation images held out of the 50,000 training images by default
 
 EPILOG = """\
@@ -218,6 +217,7 @@ def build_loaders(
 ) -> tuple[DeviceLoader, DeviceLoader | None]:
     """Shuffled, augmented training loader and plain validation loader (or None)."""
     from cifar_search.augment import BatchAugment
+    from cifar_search.evaluation import EVAL_BATCH
     from cifar_search.loader import DeviceLoader
 
     n = len(data.train_y)
