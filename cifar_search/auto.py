@@ -169,10 +169,11 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
     val_images = min(auto_plan.VAL_IMAGES, train_images // 10)
 
-    def measured(name: str, cfg: TrainConfig, preset: str | None) -> Candidate:
+    def measured(name: str, cfg: TrainConfig, preset: str | None, *,
+                 now: bool = False) -> Candidate:
         if s.rates is not None:
             return Candidate(name, cfg, s.rates(cfg), preset)
-        rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y)
+        rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y, fresh=now)
         if fresh:
             say(f"measured {name}: {rate.train:,.0f} training images/s, {rate.eval:,.0f} "
                 f"evaluation images/s")
@@ -180,7 +181,8 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
 
     ordered = [n for n in auto_plan.PRIOR if n in names] + [
         n for n in names if n not in auto_plan.PRIOR]
-    reference = measured(ordered[0], _in_space(recipes[ordered[0]], space), ordered[0])
+    # measured now, not read from the cache: it sets the final training's epochs
+    reference = measured(ordered[0], _in_space(recipes[ordered[0]], space), ordered[0], now=True)
     stored = study.user_attrs.get(ATTR, {}).get("plan")
     if isinstance(stored, dict):
         plan = _plan_from_dict(stored)

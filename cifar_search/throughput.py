@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 1024  # images per timed step at most
 TIMED_STEPS = 2  # batches in the timed training pass, after one warm-up batch
 CACHE_NAME = "throughput.json"
+METHOD = 2  # in the cache key: figures measured another way are not reused
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class RateCache:
     @staticmethod
     def key(cfg: TrainConfig, runtime: Runtime) -> str:
         d = runtime.describe()
-        return json.dumps([d["device_name"], d["precision"], d["channels_last"],
+        return json.dumps([METHOD, d["device_name"], d["precision"], d["channels_last"],
                            torch.__version__, repr(cfg.model), repr(cfg.augment),
                            cfg.batch_size, cfg.optim.optimizer, cfg.lookahead, cfg.ema_decay])
 
@@ -134,11 +135,12 @@ class RateCache:
         except OSError as exc:  # a read-only cache only costs the next plan a measurement
             logger.warning("could not write the throughput cache %s: %s", self.path, exc)
 
-    def rate(self, cfg: TrainConfig, runtime: Runtime, x: torch.Tensor,
-             y: torch.Tensor) -> tuple[Rate, bool]:
-        """The cached rate of ``cfg``, or a fresh measurement (then cached). Returns
-        ``(rate, measured_now)``."""
-        hit = self.get(cfg, runtime)
+    def rate(self, cfg: TrainConfig, runtime: Runtime, x: torch.Tensor, y: torch.Tensor, *,
+             fresh: bool = False) -> tuple[Rate, bool]:
+        """The cached rate of ``cfg``, or (none cached, or ``fresh``) a measurement now, which
+        is what the plan uses and is cached. Returns ``(rate, measured_now)``. A machine busy
+        with other work measures slower: a fresh measurement plans for the machine as it is."""
+        hit = None if fresh else self.get(cfg, runtime)
         if hit is not None:
             return hit, False
         rate = measure(cfg, runtime, x, y)
