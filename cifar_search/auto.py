@@ -42,6 +42,7 @@ from cifar_search.config import TrainConfig
 from cifar_search.data import CifarArrays, load_cifar10
 from cifar_search.errors import ConfigError, StudyError
 from cifar_search.loader import device_arrays
+from cifar_search.models import model_cost
 from cifar_search.names import check_name, check_out_dir
 from cifar_search.presets import PRESETS, get_preset
 from cifar_search.retrain import RetrainResult, RetrainSettings, RetrainTarget, retrain
@@ -225,26 +226,34 @@ def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Spa
            measured: Callable[[str, TrainConfig, str | None], Candidate]) -> Candidate:
     """``base`` with the epochs that fill ``seconds``: narrower while it would get fewer than
     ``min(its epochs, MIN_FINAL_EPOCHS)``, wider while the wider one still gets its own epochs
-    and this one more than ``MAX_EPOCH_SCALE`` times them."""
+    and this one more than ``MAX_EPOCH_SCALE`` times them.
+
+    Other widths' speeds are first estimated from the measured one by their FLOPs (time per
+    image in proportion), and only the width chosen is measured: one measurement, not one a
+    width, which on a 2-core CPU costs seconds each."""
     widths = sorted(int(w) for w in space.get("width").choices)
     cand = measured(name, base, name)
     epochs = auto_plan.epochs_for(seconds, cand.rate, images)
     want = min(base.epochs, auto_plan.MIN_FINAL_EPOCHS)
     step = -1 if epochs < want else 1 if epochs > auto_plan.MAX_EPOCH_SCALE * base.epochs else 0
-    while step:
-        i = widths.index(cand.config.model.width) + step if cand.config.model.width in widths \
-            else -1
-        if not 0 <= i < len(widths):
-            break
-        cfg = base.replace(model=dataclasses.replace(base.model, width=widths[i]))
-        trial = measured(f"{name}@w{widths[i]}", cfg, name)
-        e = auto_plan.epochs_for(seconds, trial.rate, images)
+    flops = model_cost(base.model)[1]
+    chosen = base
+    w = base.model.width
+    while step and w in widths and 0 <= widths.index(w) + step < len(widths):
+        w = widths[widths.index(w) + step]
+        cfg = base.replace(model=dataclasses.replace(base.model, width=w))
+        ratio = flops / model_cost(cfg.model)[1]
+        guess = Rate(cand.rate.train * ratio, cand.rate.eval * ratio)
+        e = auto_plan.epochs_for(seconds, guess, images)
         if step > 0 and e < base.epochs:
             break
-        cand, epochs = trial, e
+        chosen, epochs = cfg, e
         if (step < 0 and epochs >= want) or (
                 step > 0 and epochs <= auto_plan.MAX_EPOCH_SCALE * base.epochs):
             break
+    if chosen is not base:
+        cand = measured(f"{name}@w{chosen.model.width}", chosen, name)
+        epochs = auto_plan.epochs_for(seconds, cand.rate, images)
     return dataclasses.replace(cand, config=cand.config.replace(epochs=max(1, epochs)))
 
 
