@@ -91,7 +91,35 @@ def test_falls_back_to_the_stock_sampler_when_optuna_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tpe, "_PRIVATE_API", False)
+    tpe.probe.cache_clear()  # the probe runs once per process
     sampler = tpe.make_tpe(**TPE_ARGS)
     assert type(sampler) is optuna.samplers.TPESampler
     monkeypatch.setattr(tpe, "_PRIVATE_API", True)
+    tpe.probe.cache_clear()
     assert type(tpe.make_tpe(**TPE_ARGS)) is tpe.TPESampler
+
+
+def test_the_probe_passes_here_and_catches_a_drifted_optuna(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from cifar_search.tpe import TPESampler, probe
+
+    assert probe() is None  # the installed Optuna: the shortcut draws what stock TPE draws
+
+    class Renamed(TPESampler):  # as if Optuna had renamed a private method
+        def _sample_once(self, *args: object) -> dict[str, object]:
+            raise AttributeError("'TPESampler' object has no attribute '_build_parzen_estimator'")
+
+    class Skewed(TPESampler):  # as if a private helper now meant something else
+        def _split(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[
+            list[optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]
+        ]:
+            below, above = super()._split(study, trial)
+            return above, below
+
+    assert probe(Skewed) == "its draws differ from the stock TPE's"
+    # a shortcut that fails while a study runs: that trial and the rest use stock sampling
+    study = optuna.create_study(sampler=Renamed(seed=0, n_startup_trials=1))
+    with caplog.at_level("WARNING", logger="cifar_search.tpe"):
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert sum("stock TPE from now on" in r.getMessage() for r in caplog.records) == 1
