@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from datagen import write_batches, write_npz
-from runhelp import TINY_TOML
+from runhelp import FIXED_TOML, TINY_TOML
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10"  # unpack.sh, MANIFEST.json
@@ -58,4 +58,12 @@ def tiny_space(tmp_path: Path) -> Path:
     """A space file fixing a tiny plain CNN: trials take about a second on one core."""
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_TOML)
+    return path
+
+
+@pytest.fixture
+def fixed_space(tmp_path: Path) -> Path:
+    """A space file fixing every param of the tiny CNN: nothing is sampled, nothing diverges."""
+    path = tmp_path / "fixed.toml"
+    path.write_text(FIXED_TOML)
     return path

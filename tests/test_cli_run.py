@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import optuna
 import pytest
 from optuna.trial import TrialState
-from runhelp import TINY_TOML, finish, search_args, spawn
+from runhelp import TINY_TOML, finish, held_at_an_epoch, search_args, spawn
 
 from cifar_search.cli.main import main
 
@@ -110,34 +110,24 @@ def _spawn(tmp_path: Path, data: Path, space: Path, *extra: str) -> subprocess.P
     )
 
 
-def _wait_for_running_trial(tmp_path: Path, proc: subprocess.Popen[str]) -> int:
-    """Number of a trial that is RUNNING and has reported at least one epoch."""
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        if (tmp_path / "t.db").exists():
-            try:
-                for t in study(tmp_path).get_trials(states=(TrialState.RUNNING,)):
-                    if t.intermediate_values:
-                        return t.number
-            except (KeyError, Exception):  # the study may not be created yet
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no trial started in time")
+# Tests that interrupt, kill or watch a real process control what they race: a fixed config
+# (fixed_space: nothing sampled, so nothing diverges; no pruner) that runs all its epochs, held
+# still by held_at_an_epoch (the study's write lock) while the test acts.
+FIXED = ("--trials", "1", "--epochs", "3", "--train-subset", "256", "--pruner", "none")
 
 
 def test_sigkilled_worker_trial_is_retried_with_same_params(
-    tmp_path: Path, synthetic_npz: Path, tiny_space: Path
+    tmp_path: Path, synthetic_npz: Path, fixed_space: Path
 ) -> None:
-    fast = ("--trials", "1", "--epochs", "4", "--train-subset", "256", "--heartbeat", "1")
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, *fast)
-    number = _wait_for_running_trial(tmp_path, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    fast = (*FIXED, "--heartbeat", "1")
+    proc = _spawn(tmp_path, synthetic_npz, fixed_space, *fast)
+    with held_at_an_epoch(tmp_path / "t.db", "t", [proc]) as (number,):
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     killed = study(tmp_path).trials[number]
     assert killed.state == TrialState.RUNNING  # nobody closed it: the worker died
     time.sleep(5)  # longer than the grace period (4 heartbeats)
-    assert main(run_args(tmp_path, synthetic_npz, tiny_space, *fast)) == 0
+    assert main(run_args(tmp_path, synthetic_npz, fixed_space, *fast)) == 0
     trials = study(tmp_path).trials
     assert trials[number].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
@@ -147,12 +137,11 @@ def test_sigkilled_worker_trial_is_retried_with_same_params(
 
 
 def test_sigint_leaves_a_consistent_study_that_resumes(
-    tmp_path: Path, synthetic_npz: Path, tiny_space: Path
+    tmp_path: Path, synthetic_npz: Path, fixed_space: Path
 ) -> None:
-    fast = ("--trials", "1", "--epochs", "4", "--train-subset", "256")
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, *fast)
-    number = _wait_for_running_trial(tmp_path, proc)
-    proc.send_signal(signal.SIGINT)
+    proc = _spawn(tmp_path, synthetic_npz, fixed_space, *FIXED)
+    with held_at_an_epoch(tmp_path / "t.db", "t", [proc]) as (number,):
+        proc.send_signal(signal.SIGINT)  # raised in the trial as soon as the study is let go
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "run the same command again to resume" in out
@@ -161,7 +150,7 @@ def test_sigint_leaves_a_consistent_study_that_resumes(
     interrupted = s.trials[number]
     assert interrupted.state == TrialState.FAIL
     assert interrupted.user_attrs["end"] == "interrupted"
-    assert main(run_args(tmp_path, synthetic_npz, tiny_space, *fast)) == 0
+    assert main(run_args(tmp_path, synthetic_npz, fixed_space, *FIXED)) == 0
     trials = study(tmp_path).trials
     retry = [t for t in trials if t.user_attrs.get("retry_of") == number]
     assert len(retry) == 1 and retry[0].params == interrupted.params
@@ -196,19 +185,14 @@ def _get(url: str) -> dict:
 
 
 def test_dashboard_lists_the_study_while_it_runs(
-    tmp_path: Path, synthetic_npz: Path, tiny_space: Path, dashboard: str
+    tmp_path: Path, synthetic_npz: Path, fixed_space: Path, dashboard: str
 ) -> None:
-    # trials of a few epochs, polled often: a tiny trial takes well under a second
-    proc = _spawn(tmp_path, synthetic_npz, tiny_space, "--trials", "2", "--epochs", "6")
-    seen_running = False
-    while proc.poll() is None:  # the dashboard reads while the worker writes
+    proc = _spawn(tmp_path, synthetic_npz, fixed_space, *FIXED[2:], "--trials", "2")
+    with held_at_an_epoch(tmp_path / "t.db", "t", [proc]):  # the dashboard reads meanwhile
         studies = _get(f"{dashboard}/api/studies")["study_summaries"]
-        if studies:  # empty until the run has created its study
-            sid = studies[0]["study_id"]
-            trials = _get(f"{dashboard}/api/studies/{sid}?after=0")["trials"]
-            seen_running |= any(t["state"] == "Running" for t in trials)
-        time.sleep(0.3)
-    out = proc.stdout.read() if proc.stdout else ""
+        trials = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}?after=0")["trials"]
+        seen_running = any(t["state"] == "Running" for t in trials)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     studies = _get(f"{dashboard}/api/studies")["study_summaries"]
     assert [s["study_name"] for s in studies] == ["t"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from runhelp import counted, finish, load, search_args, spawn, wait_for_running
+from runhelp import counted, finish, held_at_an_epoch, load, search_args, spawn
 
 from cifar_search.cli.main import main
 from cifar_search.errors import ConfigError
@@ -114,27 +114,29 @@ def test_two_local_workers_on_sqlite_finish_exactly_n(
 
 
 def test_ctrl_c_stops_every_worker_and_the_next_run_resumes(
-    tmp_path: Path, synthetic_npz: Path, tiny_space: Path
+    tmp_path: Path, synthetic_npz: Path, fixed_space: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/w.db"
-    args = search_args(url, "w", synthetic_npz, tiny_space, "--trials", "2", "--epochs", "40",
+    args = search_args(url, "w", synthetic_npz, fixed_space, "--trials", "2", "--epochs", "40",
                        "--train-subset", "256", "--workers", "2", "--pruner", "none")
-    proc = spawn(args)  # 40 epochs: the trials are still running when Ctrl-C comes
-    running = wait_for_running(url, "w", [proc], count=2)
-    proc.send_signal(signal.SIGINT)
+    # a fixed config (nothing sampled, nothing diverges, no pruner) held still while both trials
+    # are running; the 40 epochs leave them running while Ctrl-C passes on to the workers
+    proc = spawn(args)
+    with held_at_an_epoch(tmp_path / "w.db", "w", [proc], count=2) as running:
+        proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=150)
     assert proc.returncode == 130, out
     assert "run the same command again to resume" in out
     study = load(url, "w")
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    for t in running:
-        closed = study.trials[t.number]
+    for number in running:
+        closed = study.trials[number]
         assert closed.state == TrialState.FAIL and closed.user_attrs["end"] == "interrupted"
     finish([spawn(args)])
     study = load(url, "w")
     assert len(counted(study)) == 2
     retried = {t.user_attrs.get("retry_of") for t in study.trials} - {None}
-    assert retried == {t.number for t in running}
+    assert retried == set(running)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
