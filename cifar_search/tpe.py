@@ -122,17 +122,17 @@ def make_tpe(**kwargs: Any) -> optuna.samplers.TPESampler:
 @functools.cache
 def probe(sampler: type[optuna.samplers.TPESampler] | None = None) -> str | None:
     """None if ``sampler`` (default :class:`TPESampler`) draws exactly what the stock TPE draws
-    on a throwaway in-memory study (conditional and grouped params, 8 trials, about 0.1 s);
-    else what went wrong. Run once per process."""
+    on a throwaway in-memory study of the default space (8 trials, well under a second); else
+    what went wrong. Run once per process."""
     if not _PRIVATE_API:
         return "its private names are missing"
     cls = sampler or TPESampler
 
-    def objective(trial: optuna.Trial) -> float:
-        kind = trial.suggest_categorical("kind", ["a", "b"])
-        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
-        y = trial.suggest_int("y", 1, 8) if kind == "a" else trial.suggest_float("z", -1, 1)
-        return x + float(y)
+    from cifar_search.search_space import DEFAULT_SPACE, suggest_config
+
+    def objective(trial: optuna.Trial) -> float:  # the real space: grouped, conditional params
+        cfg = suggest_config(trial, DEFAULT_SPACE, epochs=1)
+        return cfg.optim.lr + cfg.model.width / 1000
 
     draws = []
     verbosity = optuna.logging.get_verbosity()
