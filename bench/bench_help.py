@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 def timed(argv: list[str], src: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(src)}
     start = time.perf_counter()
+    # cwd outside any checkout: `python -m` puts the cwd first on sys.path, before PYTHONPATH
     subprocess.run([sys.executable, "-m", "cifar_search", *argv], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
