@@ -63,7 +63,6 @@ from cifar_search.trainer import EpochMetrics
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class AutoSettings:
     time: float  # T, seconds: data loading, search, final training, test, exports
