@@ -251,8 +251,15 @@ def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Spa
                 step > 0 and epochs <= auto_plan.MAX_EPOCH_SCALE * base.epochs):
             break
     if chosen is not base:
-        cand = measured(f"{name}@w{chosen.model.width}", chosen, name)
-        epochs = auto_plan.epochs_for(seconds, cand.rate, images)
+        other = measured(f"{name}@w{chosen.model.width}", chosen, name)
+        e = auto_plan.epochs_for(seconds, other.rate, images)
+        base_epochs = auto_plan.epochs_for(seconds, cand.rate, images)
+        # FLOPs overstate what narrowing saves where per-step costs dominate (small nets on a
+        # CPU): keep the narrower net only if, measured, it buys more epochs
+        if (step < 0 and e > base_epochs) or (step > 0 and e >= base.epochs):
+            cand, epochs = other, e
+        else:
+            epochs = base_epochs
     return dataclasses.replace(cand, config=cand.config.replace(epochs=max(1, epochs)))
 
 

@@ -40,7 +40,7 @@ ETA = 3  # successive halving: images, seconds and survivors change by this fact
 N_RUNGS = 3  # rungs on split / ETA^2, split / ETA and split images (5,000 to 45,000)
 MIN_FINAL_EPOCHS = 8  # a candidate is narrowed rather than trained for fewer epochs
 MAX_EPOCH_SCALE = 3  # ... and widened rather than trained for more than 3x its own epochs
-EXPORT_SECONDS = {"cpu": 30.0, "cuda": 15.0}  # torch.export + ONNX + checks (measured, CPU)
+EXPORT_SECONDS = {"cpu": 15.0, "cuda": 10.0}  # one torch.export + ONNX + checks (CPU: measured)
 MARGIN = 0.015  # of T kept back: startup, model folder writing, noise in the measured rates
 VAL_IMAGES = 5000  # validation images a rung trial is evaluated on (single view)
 
