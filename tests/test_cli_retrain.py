@@ -117,3 +117,13 @@ def test_predict_errors_are_one_line_exit_2(
     (old / "config.json").write_text(json.dumps(config))
     assert main(["predict", "--model", str(old), str(text)]) == 2
     assert "format_version 0 is not supported" in capsys.readouterr().err
+
+
+def test_retrain_json(tmp_path: Path, synthetic_npz: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["retrain", "--preset", "rdfia-alexnet", "--epochs", "1", "--data",
+                 str(synthetic_npz), "--device", "cpu", "--out", str(tmp_path / "m"),
+                 "--no-export", "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 <= out["test_acc_mean"] <= 1 and out["epochs"] == 1 and out["record_key"] is None
+    assert out["run_dir"] == str((tmp_path / "m").resolve())

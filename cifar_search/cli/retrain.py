@@ -8,6 +8,7 @@ at the end) and what the run folder holds.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-export", action="store_true",
                    help="skip model.pt2 and model.onnx (and model_tta.*)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON (accuracies as fractions)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set one dotted TrainConfig field, e.g. optim.lr=0.1 (repeatable); "
                    "the result is then not recorded on the study")
@@ -108,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cifar-search retrain: error: training diverged: {exc}", file=sys.stderr)
         return 1
     bar.close()
+    if args.json:  # the result as a script reads it: fractions, the run folder, the record
+        print(json.dumps({**result.record(), "target": target.label,
+                          "record_key": target.record_key, "device": result.device}, indent=2))
+        return 0
     print(_result_line(result, target.config.tta))
     print(f"device {result.device['device_name']} ({result.device['precision']}), wall time "
           f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s)")
