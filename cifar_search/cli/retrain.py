@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     epochs = target.config.epochs
     print(f"retrain {target.label} ({target.config.model.family}): {epochs} epochs "
           f"({target.epochs_source}) x {args.seeds} seed(s) on all training images, "
-          "no validation set, test set once per seed at the end")
+          "no validation set, test set once per seed at the end",
+          file=sys.stderr if args.json else sys.stdout)
     configure_cpu_threads()
     bar = tqdm(total=epochs * args.seeds, unit="epoch", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True, desc="retrain")
