@@ -151,7 +151,7 @@ def held_at_an_epoch(db: Path, study: str, procs: list[subprocess.Popen[str]], *
                 con.execute("ROLLBACK")
             finally:
                 con.close()  # ends the transaction: the workers go on
-        time.sleep(0.2)
+        time.sleep(0.02)  # a trial of the tests' fixed config runs its 40 epochs for seconds
     raise AssertionError(f"fewer than {count} trials reported an epoch in {timeout} s")
 
 

@@ -113,7 +113,7 @@ def _spawn(tmp_path: Path, data: Path, space: Path, *extra: str) -> subprocess.P
 # Tests that interrupt, kill or watch a real process control what they race: a fixed config
 # (fixed_space: nothing sampled, so nothing diverges; no pruner) that runs all its epochs, held
 # still by held_at_an_epoch (the study's write lock) while the test acts.
-FIXED = ("--trials", "1", "--epochs", "3", "--train-subset", "256", "--pruner", "none")
+FIXED = ("--trials", "1", "--epochs", "40", "--train-subset", "256", "--pruner", "none")
 
 
 def test_sigkilled_worker_trial_is_retried_with_same_params(
