@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import optuna
 
 from cifar_search import auto_plan
+from cifar_search.atomic import atomic_write_text
 from cifar_search.auto_plan import Candidate, Plan, Rung
 from cifar_search.auto_search import ATTR, Search, record
 from cifar_search.budget import Budget
@@ -300,9 +300,7 @@ def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     metrics["auto"] = {"time_s": clock.time_s, "spent_s": clock.spent(), "plan": plan.as_dict(),
                        "winner": winner.name, "summary": summary, "rank_correlation": rhos}
-    tmp = metrics_path.with_name(f".metrics.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    os.replace(tmp, metrics_path)
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
     record(study, final=final, spent_s=clock.spent())
     return AutoResult(result.run_dir, plan, winner.name, result.test_acc_mean, clock.spent(),
                       result, rhos)

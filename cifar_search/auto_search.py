@@ -22,7 +22,7 @@ from cifar_search.errors import DivergedError
 from cifar_search.evaluation import EVAL_BATCH, evaluate
 from cifar_search.loader import DeviceLoader
 from cifar_search.models import create_model, model_cost
-from cifar_search.objective import TrialData, is_out_of_memory, trial_seed
+from cifar_search.objective import Objective, TrialData, is_out_of_memory, trial_seed
 from cifar_search.runtime import Runtime, versions
 from cifar_search.search_space import Space, config_to_params, outside_space, suggest_config
 from cifar_search.trainer import train
@@ -201,27 +201,16 @@ class RungObjective:
             result = train(model, cfg, loader, None, self.runtime, seed=seed)
             val_loss, val_acc = evaluate(model, val, self.runtime)
         except DivergedError as exc:
-            _end(trial, "diverged", [], str(exc))
+            Objective._end(trial, "diverged", [], str(exc))
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            _end(trial, "oom", [], str(exc).splitlines()[0][:300])
+            Objective._end(trial, "oom", [], str(exc).splitlines()[0][:300])
             raise optuna.TrialPruned("out of memory") from None
         curve = [m.as_dict() for m in result.history]
         curve[-1] |= {"val_loss": val_loss, "val_acc": val_acc}
         trial.set_user_attr("train_seconds", sum(m.seconds for m in result.history))
         trial.set_user_attr("images_per_s", result.images_per_s)
-        _end(trial, "complete", curve, "")
+        Objective._end(trial, "complete", curve, "")
         return val_acc
-
-
-def _end(trial: optuna.Trial, why: str, curve: list[dict[str, float]], detail: str) -> None:
-    trial.set_user_attr("curve", curve)
-    trial.set_user_attr("end", why)
-    trial.set_user_attr("end_epoch", len(curve))
-    trial.set_user_attr("epochs_run", len(curve))
-    if detail:
-        trial.set_user_attr("error", detail)
-
-

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from cifar_search.atomic import atomic_write_text
 from cifar_search.augment import BatchAugment
 from cifar_search.config import TrainConfig
 from cifar_search.data import default_data_dir
@@ -140,9 +140,7 @@ class RateCache:
         self._entries[self.key(cfg, runtime)] = asdict(rate)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._entries, indent=0), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(self._entries, indent=0))
         except OSError as exc:  # a read-only cache only costs the next plan a measurement
             logger.warning("could not write the throughput cache %s: %s", self.path, exc)
 
