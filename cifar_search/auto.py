@@ -271,9 +271,11 @@ def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     cfg = winner.config
     seconds = auto_plan.final_share(clock.left(), clock.time_s, runtime.device.type,
                                     test_images, winner.rate.eval, cfg.tta)
-    epochs = max(1, auto_plan.epochs_for(seconds, winner.rate, train_images))
+    epochs, epoch_images = auto_plan.fill(seconds, winner.rate, train_images, cfg.batch_size)
     cfg = cfg.replace(epochs=epochs)
     source = f"auto: the epochs that fill the {max(seconds, 0):.0f} s of training left of T"
+    if epoch_images is not None:
+        source += f" ({epoch_images:,} images an epoch)"
     preset = winner.preset if trial_number is None else None
     record(study, budget_retrain_epochs=epochs, spent_s=clock.spent())
     study.set_user_attr("budget", dataclasses.asdict(Budget(
@@ -281,20 +283,22 @@ def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     target = RetrainTarget(f"{winner.name} chosen by auto", "auto", cfg, source, study=study,
                            trial_number=trial_number, preset=preset)
     run_dir = Path(s.out) if s.out is not None else Path("runs") / study.study_name / "auto"
+    seen = epoch_images if epoch_images is not None else train_images
     say(f"final training: {winner.name} ({cfg.model.family}, width {cfg.model.width}), "
-        f"{epochs} epochs on {train_images:,} images "
-        f"(~{winner.rate.train_seconds(train_images, epochs):.0f} s), "
+        f"{epochs} epochs of {seen:,} of the {train_images:,} images "
+        f"(~{winner.rate.train_seconds(seen, epochs):.0f} s), "
         f"then the test set once and the exports; {clock.left():.0f} s of T left")
     hook = None if on_epoch is None else (lambda seed, e, m: on_epoch(epochs, e, m))
     result = retrain(target, RetrainSettings(seed=s.seed, out=run_dir, data=s.data,
                                              device=s.device, precision=s.precision,
-                                             export=s.export),
+                                             export=s.export, epoch_images=epoch_images),
                      on_epoch=hook)
     summary = (f"{winner.name} x {epochs} epochs; "
                + ("no search" if not plan.rungs else f"{len(plan.rungs)} rung(s)")
                + f"; {plan.reason}")
     final = {"run_dir": str(result.run_dir.resolve()), "winner": winner.name,
-             "trial": trial_number, "epochs": epochs, "test_acc": result.test_acc_mean,
+             "trial": trial_number, "epochs": epochs, "epoch_images": epoch_images,
+             "test_acc": result.test_acc_mean,
              "spent_s": clock.spent()}
     metrics_path = result.run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))

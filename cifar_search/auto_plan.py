@@ -43,6 +43,7 @@ MAX_EPOCH_SCALE = 3  # ... and widened rather than trained for more than 3x its 
 EXPORT_SECONDS = {"cpu": 15.0, "cuda": 10.0}  # one torch.export + ONNX + checks (CPU: measured)
 MARGIN = 0.015  # of T kept back: startup, model folder writing, noise in the measured rates
 VAL_IMAGES = 5000  # validation images a rung trial is evaluated on (single view)
+FILL = 0.99  # whole epochs of all images that fill this much of the final share are kept
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -129,6 +130,22 @@ def final_share(left_s: float, time_s: float, device: str, test_images: int,
 def epochs_for(seconds: float, rate: Rate, images: int) -> int:
     """Whole epochs of ``images`` that ``seconds`` of training buy at ``rate`` (may be 0)."""
     return max(0, math.floor(seconds * rate.train / images))
+
+
+def fill(seconds: float, rate: Rate, images: int, batch_size: int) -> tuple[int, int | None]:
+    """``(epochs, epoch_images)`` whose training fills ``seconds`` at ``rate``: whole epochs of
+    all ``images`` where they fill at least :data:`FILL` of it, else one epoch more, each of a
+    random subset of ``epoch_images`` (whole batches), so the time is used to within a batch
+    an epoch instead of up to a whole epoch (7 epochs leave up to 14% of T unused otherwise).
+    ``epoch_images`` is None when every epoch sees all images."""
+    exact = max(seconds, 0.0) * rate.train / images  # epochs, fractional
+    whole = math.floor(exact)
+    if whole >= 1 and whole >= FILL * exact:
+        return whole, None
+    epochs = whole + 1
+    batches = max(1, math.floor(exact * images / epochs / batch_size))
+    epoch_images = batches * batch_size
+    return epochs, None if epoch_images >= images else epoch_images
 
 
 def plan(left_s: float, time_s: float, reference: Candidate, *, device: str,

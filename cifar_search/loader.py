@@ -71,6 +71,9 @@ class DeviceLoader:
         drop_last: drop the last incomplete batch.
         seed: base seed of the shuffle and of the augmentation's random draws.
         memory_format: of the yielded images (``torch.channels_last`` on CUDA).
+        max_batches: batches per epoch at most (``None``: every image). With ``shuffle`` each
+            epoch is then a fresh random subset: a fractional epoch count spread evenly over the
+            epochs, as ``auto`` uses to fill its time budget exactly.
 
     Iterating yields ``(x float32 in [0, 1] (B, 3, S, S), target)`` with ``target`` int64 (B,)
     or float (B, classes) soft targets. Iteration never synchronises with the host, except the
@@ -88,6 +91,7 @@ class DeviceLoader:
         drop_last: bool = False,
         seed: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        max_batches: int | None = None,
     ) -> None:
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise DataError(f"images must be uint8 (N, 3, H, W), got {x.dtype} {tuple(x.shape)}.")
@@ -97,6 +101,8 @@ class DeviceLoader:
             )
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, but got {batch_size=}.")
+        if max_batches is not None and max_batches < 1:
+            raise DataError(f"max_batches must be >= 1 or None, but got {max_batches=}.")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.augment = augment
@@ -104,6 +110,7 @@ class DeviceLoader:
         self.drop_last = drop_last
         self.seed = seed
         self.memory_format = memory_format
+        self.max_batches = max_batches
         self.epoch = 0
 
     @property
@@ -113,7 +120,8 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batches if self.max_batches is None else min(batches, self.max_batches)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch: its shuffle order, augmentation draws and alternating-flip parity."""

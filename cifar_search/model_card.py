@@ -113,6 +113,9 @@ def model_card(metrics: Mapping[str, Any]) -> str:
     tta_files = (f"\n- `{PT2_TTA}` and `{ONNX_TTA}`: the same network with its test-time "
                  f"augmentation `{tta}` inside (same input and output); they give the TTA "
                  f"accuracy, `{PT2}` / `{ONNX}` the single-view one." if tta != "none" else "")
+    subset = (f"\n- Each epoch saw {data['epoch_images']:,} of them, a new random subset every "
+              "epoch (the epochs that fit a time budget, fractional epochs spread evenly)."
+              if data.get("epoch_images") else "")
     return f"""\
 # {m.get("target", "model")}: CIFAR-10 classifier (cifar-search)
 
@@ -123,7 +126,7 @@ def model_card(metrics: Mapping[str, Any]) -> str:
 - Source: `{data.get("source")}`.
 - Trained on all {data.get("train_size")} training images (the search's train and validation \
 split merged). There is no validation set while retraining, so early stopping is off and every \
-epoch runs; the configuration was chosen by the search on its validation split.
+epoch runs; the configuration was chosen by the search on its validation split.{subset}
 - Augmentation (on the device, per batch): `{json.dumps(cfg.get("augment", {}))}`.
 
 ## Model and recipe

@@ -110,6 +110,9 @@ class RetrainSettings:
     device: str = "auto"
     precision: str = "auto"
     export: bool = True  # write model.pt2 and model.onnx (and model_tta.* with TTA)
+    # training images an epoch, at most (None: all): each epoch a fresh random subset, so
+    # ``epochs * epoch_images`` images are seen in all; ``auto`` fills its budget this way
+    epoch_images: int | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,9 @@ def retrain(
     s = settings or RetrainSettings()
     if s.seeds < 1:
         raise ConfigError(f"seeds must be >= 1, but got {s.seeds}.")
+    if s.epoch_images is not None and s.epoch_images < target.config.batch_size:
+        raise ConfigError(f"epoch_images must be at least one batch "
+                          f"({target.config.batch_size}), but got {s.epoch_images}.")
     start = time.perf_counter()
     cfg = target.config
     run_dir = Path(s.out) if s.out is not None else target.default_run_dir()
@@ -298,7 +304,7 @@ def retrain(
     per_seed: list[dict[str, Any]] = []
     for seed in seeds:
         net, logits, summary = _train_seed(cfg, train_x, train_y, test_loader, runtime, seed,
-                                           on_epoch)
+                                           on_epoch, s.epoch_images)
         per_seed.append(summary)
         if seed == seeds[0]:  # the run folder's model: the first seed, never the "best"
             model, pred = net, logits.argmax(1).numpy()
@@ -311,7 +317,8 @@ def retrain(
         exports = export_model(model, cfg, run_dir, images=check).as_dict()
     _write_misclassified(run_dir, arrays.test_x, np.asarray(arrays.test_y), pred)
     data = {"source": arrays.source, "train_size": len(train_y), "test_size": len(test_y),
-            "validation": None, "test_set_used": "once per seed, after the last epoch"}
+            "epoch_images": s.epoch_images, "validation": None,
+            "test_set_used": "once per seed, after the last epoch"}
     metrics = _run_metrics(per_seed, target, model, data, runtime, exports)
     metrics["wall_seconds"] = time.perf_counter() - start
     save_model_folder(run_dir, model, cfg, metrics)
@@ -330,14 +337,17 @@ def retrain(
 
 def _train_seed(
     cfg: TrainConfig, x: Tensor, y: Tensor, test_loader: DeviceLoader, runtime: Runtime,
-    seed: int, on_epoch: OnEpoch | None,
+    seed: int, on_epoch: OnEpoch | None, epoch_images: int | None = None,
 ) -> tuple[nn.Module, Tensor, dict[str, Any]]:
-    """One seed: fresh model, every epoch on (x, y), no validation; then the test set once."""
+    """One seed: fresh model, every epoch on (x, y) (or ``epoch_images`` of them, a new
+    random subset each epoch), no validation; then the test set once."""
     seed_everything(seed)
     model = create_model(cfg.model)
+    max_batches = None if epoch_images is None else epoch_images // cfg.batch_size
     loader = DeviceLoader(x, y, cfg.batch_size, shuffle=True, drop_last=len(y) > cfg.batch_size,
                           augment=BatchAugment(cfg.augment, input_size=cfg.model.input_size),
-                          seed=seed, memory_format=runtime.memory_format)
+                          seed=seed, memory_format=runtime.memory_format,
+                          max_batches=max_batches)
 
     def hook(epoch: int, m: EpochMetrics) -> None:
         if on_epoch is not None:

@@ -2,12 +2,13 @@
 
 ``auto`` plans a wall-clock budget from these figures instead of fixed budget names: how many
 epochs of each candidate fit in the final training, and what one search trial costs. A
-measurement is a warm-up step (oneDNN / cuDNN primitives, the allocator), then a timed pass of a
-few batches through the real trainer, loader and augmentation, and a timed forward pass.
+measurement is a warm-up step (oneDNN / cuDNN primitives, the allocator), then timed batches
+through the real trainer, loader and augmentation (about :data:`TIMED_SECONDS` of them), and a
+timed forward pass.
 
 A measurement runs at the config's own batch size (capped at :data:`MAX_BATCH`): the rate on a
-GPU depends on it, and on a CPU one or two steps of the real batch cost a few seconds and agree
-with whole epochs better than small batches do. Figures are cached in
+GPU depends on it, and on a CPU a few steps of the real batch agree with whole epochs better
+than small batches do. Figures are cached in
 ``<cache>/throughput.json`` under the device name, precision, memory format, torch version and
 the model and batch, so a second plan on the same machine measures nothing.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,14 +32,15 @@ from cifar_search.evaluation import evaluate
 from cifar_search.loader import DeviceLoader
 from cifar_search.models import create_model
 from cifar_search.runtime import Runtime, seed_everything
-from cifar_search.trainer import train
+from cifar_search.trainer import INIT_IMAGES, train
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1024  # images per timed step at most
-TIMED_STEPS = 2  # extra batches of the longer timed call (see measure)
+TIMED_SECONDS = 3.0  # about this long a timed difference of steps (see measure)
+MIN_STEPS, MAX_STEPS = 2, 32  # timed extra steps, at least and at most
 CACHE_NAME = "throughput.json"
-METHOD = 3  # in the cache key: figures measured another way are not reused
+METHOD = 4  # in the cache key: figures measured another way are not reused
 
 
 @dataclass(frozen=True)
@@ -62,39 +65,44 @@ def tta_views(tta: str) -> int:
 def measure(cfg: TrainConfig, runtime: Runtime, x: torch.Tensor, y: torch.Tensor) -> Rate:
     """Time ``cfg`` on ``x`` (uint8 (N, 3, 32, 32) on the device) and ``y``.
 
-    A warm-up step, then two timed calls of the real trainer, of 1 and ``1 + TIMED_STEPS``
+    A warm-up call of the real trainer, then two timed one-epoch calls of 1 and ``1 + k``
     batches: the rate is the extra batches over the extra time, so what every call pays once
-    (optimiser state, the data-dependent init, the first step's allocations) does not count,
-    as it does not count over a whole training. Then a timed evaluation pass."""
+    (optimiser state, the data-dependent init, the first step's allocations) does not count, as
+    it does not count over a whole training. Both calls draw their batches from the same image
+    pool, so the data-dependent init (airbench's whitening, on the pool's first images) costs
+    them the same. ``k`` is chosen from the first call so that the extra batches take about
+    :data:`TIMED_SECONDS` (within ``[MIN_STEPS, MAX_STEPS]``): a small net's step is short
+    enough that a fixed couple of steps is swamped by noise and by what a call pays once. Then
+    a timed evaluation pass."""
     b = min(cfg.batch_size, MAX_BATCH)
-    n = b * (1 + TIMED_STEPS)
-    if len(y) < n:
-        x, y = x.repeat(n // len(y) + 1, 1, 1, 1)[:n], y.repeat(n // len(y) + 1)[:n]
+    n = max(b * (1 + MAX_STEPS), INIT_IMAGES)
+    x, y = x.repeat(n // len(y) + 1, 1, 1, 1)[:n], y.repeat(n // len(y) + 1)[:n]
     cfg = cfg.replace(batch_size=b, early_stopping=0, epochs=1)
     seed_everything(0)
     model = create_model(cfg.model)
     augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
 
-    def timed_train(images: int) -> float:
-        loader = DeviceLoader(x[:images], y[:images], b, augment=augment, shuffle=True,
-                              drop_last=True, seed=0, memory_format=runtime.memory_format)
+    def timed_train(batches: int) -> float:
+        loader = DeviceLoader(x, y, b, augment=augment, shuffle=True, drop_last=True, seed=0,
+                              memory_format=runtime.memory_format, max_batches=batches)
         _sync(runtime)
         start = time.perf_counter()
         train(model, cfg, loader, None, runtime, seed=0)
         _sync(runtime)
         return time.perf_counter() - start
 
-    timed_train(b)  # warm-up
-    one = timed_train(b)
-    more = timed_train(n)
-    train_rate = TIMED_STEPS * b / max(more - one, 1e-9)
-    eval_loader = DeviceLoader(x[:n], y[:n], b, memory_format=runtime.memory_format)
+    timed_train(1)  # warm-up
+    one = timed_train(1)
+    k = min(MAX_STEPS, max(MIN_STEPS, math.ceil(TIMED_SECONDS / max(one, 1e-6))))
+    more = timed_train(1 + k)
+    train_rate = k * b / max(more - one, 1e-9)
+    eval_loader = DeviceLoader(x[: b * k], y[: b * k], b, memory_format=runtime.memory_format)
     evaluate(model, eval_loader, runtime)  # warm-up of the eval-mode kernels
     _sync(runtime)
     start = time.perf_counter()
     evaluate(model, eval_loader, runtime)
     _sync(runtime)
-    eval_rate = n / max(time.perf_counter() - start, 1e-9)
+    eval_rate = b * k / max(time.perf_counter() - start, 1e-9)
     return Rate(train=train_rate, eval=eval_rate)
 
 

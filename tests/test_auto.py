@@ -103,6 +103,14 @@ def test_no_search_where_it_cannot_pay_trains_the_strongest_recipe(
     assert result.winner.startswith("good")  # the first recipe is the prior's choice
     assert load(tmp_path).get_trials() == []
     assert "retrain:preset:good" in load(tmp_path).user_attrs
+    # the final training fills its share to within a batch an epoch (fractional epochs as a
+    # random subset an epoch), not to within a whole epoch: at the planted 20 images/s, 3.x
+    # epochs of 2,000 images are due, which whole epochs would cut to 300 s of the 400
+    final = load(tmp_path).user_attrs["auto"]["final"]
+    shipped = TrainConfig.from_dict(result.retrain.metrics["config"])
+    used = final["epochs"] * (final["epoch_images"] or 2000) / rates(shipped).train
+    assert 0.85 * 400 <= used <= 400
+    assert result.retrain.metrics["data"]["epoch_images"] == final["epoch_images"]
 
 
 def test_ctrl_c_in_the_final_training_resumes_within_what_is_left(

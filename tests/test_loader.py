@@ -126,3 +126,18 @@ def test_loader_rejects_mismatched_inputs(arrays: tuple[np.ndarray, np.ndarray])
         L.DeviceLoader(tx, ty[:-1], 8)
     with pytest.raises(DataError, match="batch_size=0"):
         L.DeviceLoader(tx, ty, 0)
+
+
+def test_max_batches_caps_an_epoch_and_each_epoch_draws_a_new_subset() -> None:
+    x, y = torch.zeros(100, 3, 32, 32, dtype=torch.uint8), torch.arange(100)
+    loader = L.DeviceLoader(x, y, 10, shuffle=True, drop_last=True, max_batches=3)
+    assert len(loader) == 3
+    seen = []
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        seen.append(torch.cat([yb for _, yb in loader]))
+    assert all(len(s) == 30 and len(set(s.tolist())) == 30 for s in seen)
+    assert set(seen[0].tolist()) != set(seen[1].tolist())
+    assert len(L.DeviceLoader(x, y, 10, max_batches=50)) == 10
+    with pytest.raises(DataError, match="max_batches=0"):
+        L.DeviceLoader(x, y, 10, max_batches=0)

@@ -18,6 +18,7 @@ from cifar_search.errors import ConfigError, StudyError
 from cifar_search.presets import Preset
 from cifar_search.retrain import (
     RetrainSettings,
+    RetrainTarget,
     config_differences,
     resolve_target,
     retrain,
@@ -218,3 +219,18 @@ def test_failed_trials_are_not_retrained(storage: str, tmp_path: Path) -> None:
     study.tell(trial, state=TrialState.FAIL)
     with pytest.raises(StudyError, match=rf"trial {trial.number} .* ended 'fail'"):
         resolve_target(str(trial.number), study=STUDY, storage=url)
+
+
+def test_epoch_images_trains_each_epoch_on_a_fresh_subset(data: Path, tmp_path: Path) -> None:
+    tiny = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
+                       batch_size=128, epochs=2)
+    target = RetrainTarget("tiny", "test", tiny, "test")
+    result = retrain(target, RetrainSettings(out=tmp_path / "r", data=data, device="cpu",
+                                             export=False, epoch_images=512))
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["data"]["epoch_images"] == 512
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and result.epochs == 2
+    assert "512 of them" in (tmp_path / "r" / "MODEL.md").read_text()
+    with pytest.raises(ConfigError, match="at least one batch"):
+        retrain(target, RetrainSettings(out=tmp_path / "s", data=data, device="cpu",
+                                        export=False, epoch_images=100))

@@ -1,0 +1,49 @@
+"""cifar_search.throughput: a real measurement of a small config, and the per-device cache."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from cifar_search import throughput
+from cifar_search.config import ModelConfig, TrainConfig
+from cifar_search.runtime import resolve_runtime
+from cifar_search.throughput import Rate, RateCache, measure, tta_views
+
+TINY = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
+                   batch_size=32, epochs=3)
+
+
+def probe(n: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g))
+
+
+def test_measure_runs_the_real_trainer_and_gives_finite_rates() -> None:
+    x, y = probe(50)  # fewer images than a timed pass needs: the pool repeats them
+    rate = measure(TINY, resolve_runtime("cpu", "fp32"), x, y)
+    assert math.isfinite(rate.train) and rate.train > 0
+    assert math.isfinite(rate.eval) and rate.eval > 0
+    assert rate.train_seconds(1000, 2) == 2000 / rate.train
+    assert rate.eval_seconds(100, views=tta_views("flip_translate")) == 600 / rate.eval
+
+
+def test_cache_hits_per_config_and_survives_a_corrupt_file(tmp_path: Path) -> None:
+    runtime = resolve_runtime("cpu", "fp32")
+    path = tmp_path / "cache" / throughput.CACHE_NAME
+    cache = RateCache(path)
+    assert cache.get(TINY, runtime) is None
+    cache.put(TINY, runtime, Rate(123.0, 456.0))
+    again = RateCache(path)
+    assert again.get(TINY, runtime) == Rate(123.0, 456.0)
+    assert again.get(TINY.replace(batch_size=64), runtime) is None  # the batch is in the key
+    assert again.rate(TINY, runtime, *probe(), fresh=False) == (Rate(123.0, 456.0), False)
+    path.write_text("{not json", encoding="utf-8")
+    assert RateCache(path).get(TINY, runtime) is None
+    rate, fresh = RateCache(path).rate(TINY, runtime, *probe())
+    assert fresh and rate.train > 0
+    assert len(json.loads(path.read_text(encoding="utf-8"))) == 1
