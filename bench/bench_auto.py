@@ -62,12 +62,12 @@ def metrics_of(run_dir: Path) -> dict[str, Any]:
 
 def preset_epochs(args: argparse.Namespace) -> int:
     """The epochs of ``args.preset`` that fill T on this machine, as ``auto`` plans them."""
-    from cifar_search import auto_plan
-    from cifar_search.data import load_cifar10
-    from cifar_search.loader import device_arrays
-    from cifar_search.presets import get_preset
-    from cifar_search.runtime import configure_cpu_threads, resolve_runtime
-    from cifar_search.throughput import measure
+    from cifar_search.search import auto_plan
+    from cifar_search.train.data import load_cifar10
+    from cifar_search.train.loader import device_arrays
+    from cifar_search.train.presets import get_preset
+    from cifar_search.train.runtime import configure_cpu_threads, resolve_runtime
+    from cifar_search.train.throughput import measure
 
     configure_cpu_threads()
     cfg = get_preset(args.preset).config

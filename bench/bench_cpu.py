@@ -2,11 +2,11 @@
 channels_last vs contiguous, through the real trainer, loader and augmentation.
 
 For each preset and each (precision, memory format): a fresh model, a warm-up call of
-:func:`cifar_search.trainer.train` on one batch (oneDNN primitives, allocator), then one timed
-epoch of ``images`` training images through the same ``train`` (``DeviceLoader`` +
+:func:`cifar_search.train.trainer.train` on one batch (oneDNN primitives, allocator), then one
+timed epoch of ``images`` training images through the same ``train`` (``DeviceLoader`` +
 ``BatchAugment`` with the preset's augmentation, optimiser and schedule) and one evaluation pass
-(:func:`cifar_search.trainer.evaluate`, no TTA) over the same images. The training figure is the
-trainer's own ``EpochMetrics.images_per_s`` (augmentation included, evaluation excluded); the
+(:func:`cifar_search.train.trainer.evaluate`, no TTA) over the same images. The training figure is
+the trainer's own ``EpochMetrics.images_per_s`` (augmentation included, evaluation excluded); the
 epoch time is extrapolated to 45,000 images (the search's training split). Big models get fewer
 images and a smaller batch than their preset (see ``PLAN``): per-image rates on a CPU barely move
 with the batch size once it is past ~32.
@@ -44,14 +44,14 @@ from pathlib import Path
 
 import torch
 
-from cifar_search.augment import BatchAugment
-from cifar_search.config import TrainConfig
-from cifar_search.data import load_cifar10
-from cifar_search.loader import DeviceLoader, device_arrays
-from cifar_search.models import count_flops, create_model
-from cifar_search.presets import PRESETS
-from cifar_search.runtime import Runtime, cpu_flags, resolve_runtime, seed_everything
-from cifar_search.trainer import evaluate, train
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.data import load_cifar10
+from cifar_search.train.loader import device_arrays
+from cifar_search.train.models import count_flops, create_model
+from cifar_search.train.presets import PRESETS
+from cifar_search.train.recipe import eval_loader, train_loader
+from cifar_search.train.runtime import Runtime, cpu_flags, resolve_runtime, seed_everything
+from cifar_search.train.trainer import evaluate, train
 
 DEFAULT_DATA = Path("/work/data/cifar10.npz")
 EPOCH_IMAGES = 45_000  # training images per epoch of the search (50,000 - 5,000 validation)
@@ -136,13 +136,6 @@ def runtime_for(precision: str, memory_format: str) -> Runtime:
     return resolve_runtime("cpu", precision, channels_last=memory_format == "channels_last")  # type: ignore[arg-type]
 
 
-def train_loader(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, rt: Runtime) -> DeviceLoader:
-    """The loader the search builds (shuffled, augmented, last partial batch dropped)."""
-    augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
-    return DeviceLoader(x, y, cfg.batch_size, augment=augment, shuffle=True, drop_last=True,
-                        seed=0, memory_format=rt.memory_format)
-
-
 def measure(
     cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, rt: Runtime, repeat: int = 1
 ) -> tuple[float, float]:
@@ -151,16 +144,18 @@ def measure(
     seed_everything(0)
     model = create_model(cfg.model)
     b = cfg.batch_size
-    train(model, cfg, train_loader(cfg, x[:b], y[:b], rt), None, rt, seed=0, max_epochs=1)
-    evaluate(model, DeviceLoader(x[:b], y[:b], b, memory_format=rt.memory_format), rt)
-    loader = train_loader(cfg, x, y, rt)
-    eval_loader = DeviceLoader(x, y, min(len(x), 512), memory_format=rt.memory_format)
+    # the loaders every training builds (recipe): shuffled, augmented, partial batch dropped
+    train(model, cfg, train_loader(cfg, x[:b], y[:b], rt, seed=0), None, rt, seed=0,
+          max_epochs=1)
+    evaluate(model, eval_loader(x[:b], y[:b], rt, batch_size=b), rt)
+    loader = train_loader(cfg, x, y, rt, seed=0)
+    images = eval_loader(x, y, rt, batch_size=min(len(x), 512))
     train_ips = eval_ips = 0.0
     for _ in range(repeat):
         result = train(model, cfg, loader, None, rt, seed=0, max_epochs=1)
         train_ips = max(train_ips, result.history[0].images_per_s)
         start = time.perf_counter()
-        evaluate(model, eval_loader, rt)
+        evaluate(model, images, rt)
         eval_ips = max(eval_ips, len(x) / (time.perf_counter() - start))
     return train_ips, eval_ips
 
@@ -285,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `cifar-search run` does
     arrays = load_cifar10(args.data, download=False)
     plans = {n: (args.images or PLAN.get(n, (256, None))[0],
                  args.batch_size or PLAN.get(n, (256, None))[1]) for n in args.names}
@@ -307,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- resolve_runtime('cpu') default: {default['precision']}, "
           f"channels_last={default['channels_last']}")
     print(f"- each figure: the best of {args.repeat} epoch(s) of `images` training images "
-          "through cifar_search.trainer.train after a one-batch warm-up (evaluation: the same "
-          "images, no TTA); the epoch of 45k is extrapolated\n")
+          "through cifar_search.train.trainer.train after a one-batch warm-up "
+          "(evaluation: the same images, no TTA); the epoch of 45k is extrapolated\n")
     print(table(rows))
     print()
     print(summary(rows))

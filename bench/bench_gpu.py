@@ -45,17 +45,15 @@ from typing import Any
 
 import torch
 
-from cifar_search.augment import BatchAugment
-from cifar_search.config import TrainConfig
-from cifar_search.data import load_cifar10
-from cifar_search.loader import DeviceLoader, device_arrays
-from cifar_search.models import count_flops, create_model
-from cifar_search.presets import get_preset
-from cifar_search.runtime import Runtime, resolve_runtime, seed_everything
-from cifar_search.trainer import EpochMetrics, TrainResult, train
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.data import load_cifar10
+from cifar_search.train.models import count_flops, create_model
+from cifar_search.train.presets import get_preset
+from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
+from cifar_search.train.runtime import Runtime, resolve_runtime
+from cifar_search.train.trainer import EpochMetrics, TrainResult, train
 
 DEFAULT_DATA = Path("/work/data/cifar10.npz")
-EVAL_BATCH = 1000  # test images per evaluation step (10,000 = 10 equal batches)
 H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM (H100 PCIe: 756)
 TINY_IMAGES = 256  # training and test images with --tiny (--tiny-images changes it)
 TINY_BATCH = 32  # largest batch with --tiny, so an epoch has several steps
@@ -64,23 +62,16 @@ TINY_BATCH = 32  # largest batch with --tiny, so an epoch has several steps
 # ---- shared -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Data:
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    source: str
-
-
-def load_data(path: str | None, device: torch.device, tiny: int | None) -> Data:
-    """All 50,000 training and 10,000 test images on ``device`` (the first ``tiny`` if set)."""
-    arrays = load_cifar10(path, download=False)
-    tx, ty = device_arrays(arrays.train_x, arrays.train_y, device)
-    vx, vy = device_arrays(arrays.test_x, arrays.test_y, device)
+def load_data(path: str | None, device: torch.device, tiny: int | None) -> SplitData:
+    """All 50,000 training and 10,000 test images on ``device`` (the first ``tiny`` if set).
+    The test set is the validation loader here, as in airbench: this bench times a recipe to
+    a test accuracy; a search never sees these numbers."""
+    data = split(load_cifar10(path, download=False), DataSpec(val_size=0, test=True), device)
     if tiny:
-        tx, ty, vx, vy = tx[:tiny], ty[:tiny], vx[:tiny], vy[:tiny]
-    return Data(tx, ty, vx, vy, arrays.source)
+        assert data.test_x is not None and data.test_y is not None
+        data = dataclasses.replace(data, train_x=data.train_x[:tiny], train_y=data.train_y[:tiny],
+                                   test_x=data.test_x[:tiny], test_y=data.test_y[:tiny])
+    return data
 
 
 def make_runtime(args: argparse.Namespace) -> Runtime:
@@ -109,7 +100,7 @@ def device_name(rt: Runtime) -> str:
     return str(rt.describe()["device_name"])
 
 
-def header(title: str, rt: Runtime, data: Data, args: argparse.Namespace) -> str:
+def header(title: str, rt: Runtime, data: SplitData, args: argparse.Namespace) -> str:
     r = rt.describe()
     cudnn = torch.backends.cudnn.version() if rt.device.type == "cuda" else None  # type: ignore[no-untyped-call]
     tiny = " (--tiny: CPU smoke run, not a result)" if args.tiny else ""
@@ -154,28 +145,22 @@ class Clock:
 
 
 def run_one(
-    cfg: TrainConfig, data: Data, rt: Runtime, seed: int, max_epochs: int | None = None
+    cfg: TrainConfig, data: SplitData, rt: Runtime, seed: int, max_epochs: int | None = None
 ) -> tuple[torch.nn.Module, TrainResult, Clock]:
     """Train a fresh model with the test set as validation loader; time it with a Clock."""
-    seed_everything(seed)
-    model = create_model(cfg.model)
-    augment = BatchAugment(cfg.augment, input_size=cfg.model.input_size)
-    loader = DeviceLoader(data.train_x, data.train_y, cfg.batch_size, augment=augment,
-                          shuffle=True, drop_last=True, seed=seed, memory_format=rt.memory_format)
-    test = DeviceLoader(data.test_x, data.test_y, min(EVAL_BATCH, len(data.test_y)),
-                        memory_format=rt.memory_format)
-    clock = Clock(rt.device, len(loader) * cfg.batch_size)
+    p = prepare(cfg, data, rt, seed=seed)
+    clock = Clock(rt.device, len(p.train_loader) * cfg.batch_size)
     clock.begin()
-    result = train(model, cfg, loader, test, rt, seed=seed, on_epoch_end=clock.hook,
-                   max_epochs=max_epochs)
-    return model, result, clock
+    result = train(p.model, cfg, p.train_loader, p.test_loader, rt, seed=seed,
+                   on_epoch_end=clock.hook, max_epochs=max_epochs)
+    return p.model, result, clock
 
 
-def warm_up(cfg: TrainConfig, data: Data, rt: Runtime, runs: int) -> None:
+def warm_up(cfg: TrainConfig, data: SplitData, rt: Runtime, runs: int) -> None:
     """Untimed runs of two training batches and a full test evaluation: cuDNN autotuning,
     compilation (training and evaluation graphs), allocator."""
     n = 2 * cfg.batch_size
-    few = Data(data.train_x[:n], data.train_y[:n], data.test_x, data.test_y, data.source)
+    few = dataclasses.replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n])
     for i in range(runs):
         run_one(cfg, few, rt, seed=10_000 + i, max_epochs=1)
 
@@ -208,7 +193,9 @@ class SeedRun:
     images_per_s: list[float]  # per epoch
 
 
-def fast94_seed(cfg: TrainConfig, data: Data, rt: Runtime, seed: int, target: float) -> SeedRun:
+def fast94_seed(
+    cfg: TrainConfig, data: SplitData, rt: Runtime, seed: int, target: float
+) -> SeedRun:
     _, result, clock = run_one(cfg, data, rt, seed)
     clock_s = clock.train_seconds()
     accs = [m.val_acc for m in result.history]
@@ -485,7 +472,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_flush_denormal(True)  # as `cifar-search run` does (CPU only)
     result: int = args.func(args)
     return result
 

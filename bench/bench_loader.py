@@ -1,15 +1,15 @@
 """Augmented images per second: DeviceLoader + BatchAugment vs a torchvision DataLoader.
 
 Both sides apply the same augmentations: torchvision.transforms.v2 on PIL images in a
-``DataLoader`` (``num_workers`` 0 and 2), and :class:`~cifar_search.augment.BatchAugment` on
+``DataLoader`` (``num_workers`` 0 and 2), and :class:`~cifar_search.train.augment.BatchAugment` on
 the device-resident uint8 batch. Throughput is measured over an epoch of N images from its first
 batch on (worker start-up excluded), after a warm-up epoch; the best of ``--repeat`` epochs is
 kept, so load from other processes on a shared machine distorts it less. Prints a markdown
 table to stdout.
 
 ``--epoch-preset NAME`` adds a second table: one training epoch of that preset through the real
-:func:`cifar_search.trainer.train`, fed once by ``DeviceLoader`` + ``BatchAugment`` and once by
-a ``DataLoader`` of PIL images with the same augmentations (torchvision v2), so the gain is
+:func:`cifar_search.train.trainer.train`, fed once by ``DeviceLoader`` + ``BatchAugment`` and once
+by a ``DataLoader`` of PIL images with the same augmentations (torchvision v2), so the gain is
 measured where it matters, in epoch time.
 
 Usage:
@@ -32,10 +32,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from cifar_search.augment import BatchAugment
-from cifar_search.config import CIFAR10_MEAN, AugmentConfig
-from cifar_search.data import load_cifar10
-from cifar_search.loader import DeviceLoader, device_arrays
+from cifar_search.train.config import CIFAR10_MEAN, AugmentConfig
+from cifar_search.train.data import load_cifar10
+from cifar_search.train.loader import device_arrays
 
 DEFAULT_DATA = Path("/work/data/cifar10.npz")
 
@@ -86,8 +85,14 @@ def images_per_s(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: s
 def ours(
     x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, batch: int, device: str, repeat: int
 ) -> float:
+    from cifar_search.train.config import TrainConfig
+    from cifar_search.train.recipe import train_loader
+    from cifar_search.train.runtime import resolve_runtime
+
     tx, ty = device_arrays(x, y, device)
-    loader = DeviceLoader(tx, ty, batch, augment=BatchAugment(cfg), shuffle=True, drop_last=True)
+    recipe = TrainConfig().replace(augment=cfg, batch_size=batch)
+    loader = train_loader(recipe, tx, ty, resolve_runtime(device, "fp32", channels_last=False),
+                          seed=0)
     images_per_s(loader, device)  # warm-up epoch (allocator, first-call costs)
     best = 0.0
     for epoch in range(1, repeat + 1):
@@ -133,19 +138,18 @@ def epoch_seconds(preset: str, x: np.ndarray, y: np.ndarray, device: str) -> lis
     """One timed epoch (after a warm-up epoch) of ``preset`` fed both ways."""
     import dataclasses
 
-    from cifar_search.models import create_model
-    from cifar_search.presets import get_preset
-    from cifar_search.runtime import resolve_runtime
-    from cifar_search.trainer import train
+    from cifar_search.train.models import create_model
+    from cifar_search.train.presets import get_preset
+    from cifar_search.train.recipe import train_loader
+    from cifar_search.train.runtime import resolve_runtime
+    from cifar_search.train.trainer import train
 
     cfg = dataclasses.replace(get_preset(preset).config, epochs=1)
     runtime = resolve_runtime(device)
     tx, ty = device_arrays(x, y, device)
     size = cfg.model.input_size
     feeds = {
-        "DeviceLoader + BatchAugment": lambda: DeviceLoader(
-            tx, ty, cfg.batch_size, augment=BatchAugment(cfg.augment, input_size=size),
-            shuffle=True, drop_last=True),
+        "DeviceLoader + BatchAugment": lambda: train_loader(cfg, tx, ty, runtime, seed=0),
         "DataLoader, PIL, 2 workers": lambda: PilLoader(
             PilDataset(x, y, pil_transform(cfg.augment, size)), cfg.batch_size, 2),
         "DataLoader, PIL, 0 workers": lambda: PilLoader(
@@ -194,8 +198,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     if args.epoch_preset:
-        print("\nOne training epoch through `cifar_search.trainer.train` (warm-up epoch first; "
-              "wall time includes the loader):\n")
+        print("\nOne training epoch through `cifar_search.train.trainer.train` "
+              "(warm-up epoch first; wall time includes the loader):\n")
         print("| preset | fed by | images | epoch s | train images/s |")
         print("| --- | --- | ---: | ---: | ---: |")
         print("\n".join(epoch_seconds(args.epoch_preset, x, y, args.device)))

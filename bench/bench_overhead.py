@@ -23,15 +23,15 @@ from pathlib import Path
 
 import optuna
 
-from cifar_search.budget import BUDGETS
-from cifar_search.runtime import versions
-from cifar_search.search_space import DEFAULT_SPACE, suggest_config
-from cifar_search.storage import open_storage
-from cifar_search.study import StopAtTotal, count_finished, make_pruner, make_sampler
+from cifar_search.search.budget import BUDGETS
+from cifar_search.search.space import DEFAULT_SPACE, suggest_config
+from cifar_search.search.storage import open_storage
+from cifar_search.search.study import StopAtTotal, count_finished, make_pruner, make_sampler
+from cifar_search.train.runtime import versions
 
 
 def synthetic_objective(epochs: int) -> Callable[[optuna.Trial], float]:
-    """An objective that stores what ``cifar_search.objective.Objective`` stores, when it
+    """An objective that stores what ``cifar_search.search.objective.Objective`` stores, when it
     stores it (user attributes up front, a report + prune check per epoch, the curve and the
     end once), with a synthetic learning curve instead of training."""
 
@@ -62,6 +62,12 @@ def synthetic_objective(epochs: int) -> Callable[[optuna.Trial], float]:
     return run
 
 
+def stock_tpe(parallel: bool) -> optuna.samplers.TPESampler:
+    """Optuna's TPESampler with the settings ``make_sampler("tpe")`` gives its own."""
+    return optuna.samplers.TPESampler(seed=0, multivariate=True, group=True,
+                                      constant_liar=parallel, n_startup_trials=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=1000)
@@ -69,6 +75,8 @@ def main() -> None:
     ap.add_argument("--sampler", default="tpe")
     ap.add_argument("--marks", default="50,200,1000")
     ap.add_argument("--parallel", action="store_true", help="TPE with the constant liar")
+    ap.add_argument("--stock-tpe", action="store_true",
+                    help="Optuna's own TPESampler with the same settings, not cifar-search's")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     marks = [int(m) for m in args.marks.split(",") if int(m) <= args.trials]
@@ -77,7 +85,8 @@ def main() -> None:
         storage = open_storage(url, heartbeat_interval=30)
         study = optuna.create_study(
             study_name="bench", storage=storage, direction="maximize",
-            sampler=make_sampler(args.sampler, 0, parallel=args.parallel),
+            sampler=stock_tpe(args.parallel) if args.stock_tpe
+            else make_sampler(args.sampler, 0, parallel=args.parallel),
             pruner=make_pruner("hyperband", BUDGETS["gpu"].override(epochs=args.epochs)),
         )
         stamps: list[float] = []
@@ -91,15 +100,17 @@ def main() -> None:
         total = time.perf_counter() - start
         finished = count_finished(study)
     liar = " (constant liar)" if args.parallel else ""
-    print(f"sampler {args.sampler}{liar}, {args.epochs} epochs reported per full trial, "
+    stock = " (Optuna's stock TPESampler)" if args.stock_tpe else ""
+    print(f"sampler {args.sampler}{stock}{liar}, {args.epochs} epochs reported per full trial, "
           f"SQLite (WAL), {finished} finished trials in {total:.1f} s\n")
-    print("| trials so far | mean s/trial in window | window |")
-    print("| ---: | ---: | --- |")
+    print("| trials so far | mean s/trial in window | window | s since start |")
+    print("| ---: | ---: | --- | ---: |")
     times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
     for mark in marks:
         lo = max(0, mark - 25)
         window = times[lo:mark]
-        print(f"| {mark} | {sum(window) / len(window):.3f} | trials {lo + 1}-{mark} |")
+        print(f"| {mark} | {sum(window) / len(window):.3f} | trials {lo + 1}-{mark} "
+              f"| {stamps[mark - 1] - start:.1f} |")
 
 
 if __name__ == "__main__":

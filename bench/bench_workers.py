@@ -36,14 +36,14 @@ from bench_overhead import synthetic_objective  # this folder: the same syntheti
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from cifar_search.budget import BUDGETS
-from cifar_search.storage import open_storage
-from cifar_search.study import StopAtTotal, make_pruner, make_sampler
+from cifar_search.search.budget import BUDGETS
+from cifar_search.search.storage import open_storage
+from cifar_search.search.study import StopAtTotal, make_pruner, make_sampler
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 16  # reported per full trial (the gpu budget)
 STORAGES = ("sqlite-optuna-default", "sqlite-cifar-search", "journal-file", "postgresql")
-TINY_SPACE = REPO / "cifar_search" / "spaces" / "tiny.toml"
+TINY_SPACE = REPO / "cifar_search" / "search" / "spaces" / "tiny.toml"
 
 
 def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:

@@ -47,4 +47,4 @@ class DivergedError(RuntimeError):
 
 class SurplusTrial(Exception):
     """The study already has its N trials finished or training, so this one does not train
-    (parallel workers raced for the last slot; see ``cifar_search.study.has_slot``)."""
+    (parallel workers raced for the last slot; see ``cifar_search.search.study.has_slot``)."""

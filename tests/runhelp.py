@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 # One tiny fixed model (the shipped space "tiny": plain CNN, width 16, one conv a stage): the
 # search machinery is what these tests exercise, so each trial trains in a second on one core.
-TINY_TOML = (Path(__file__).resolve().parents[1] / "cifar_search" / "spaces" / "tiny.toml"
+TINY_TOML = (Path(__file__).resolve().parents[1] / "cifar_search" / "search" / "spaces"
+             / "tiny.toml"
              ).read_text()
 
 # TINY_TOML with every other param the tiny model uses fixed too: batch norm, SGD at a small
@@ -167,6 +168,6 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float = 300.0) -> list[s
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The trials that count toward --trials."""
-    from cifar_search.study import FINISHED, counts_toward_total
+    from cifar_search.search.study import FINISHED, counts_toward_total
 
     return [t for t in study.get_trials(states=FINISHED) if counts_toward_total(t)]

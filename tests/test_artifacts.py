@@ -14,9 +14,9 @@ import torch
 from optuna.trial import TrialState
 from runhelp import TINY_TOML
 
-from cifar_search.artifacts import TopKCheckpoints
-from cifar_search.config import TrainConfig
 from cifar_search.errors import ConfigError
+from cifar_search.search.artifacts import TopKCheckpoints
+from cifar_search.train.config import TrainConfig
 
 # A run in a child process whose files may not grow past LIMIT bytes (RLIMIT_FSIZE; SIGXFSZ
 # ignored, so write() fails with EFBIG, which counts as "no space" like ENOSPC). The model has a

@@ -1,4 +1,4 @@
-"""cifar_search.augment: every augmentation is batched, per-image, in range and reproducible."""
+"""train.augment: every augmentation is batched, per-image, in range and reproducible."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from datagen import make_images
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from cifar_search import augment as A
-from cifar_search.config import CIFAR10_MEAN, AugmentConfig
 from cifar_search.errors import ConfigError
+from cifar_search.train import augment as A
+from cifar_search.train.config import CIFAR10_MEAN, AugmentConfig
 
 PLAIN = AugmentConfig(crop_padding=0, flip="none")  # everything off
 B = 64

@@ -13,14 +13,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from cifar_search.auto import AutoSettings, run_auto
-from cifar_search.checkpoint import read_config
 from cifar_search.cli.main import main
-from cifar_search.config import AugmentConfig, ModelConfig, OptimConfig, TrainConfig
 from cifar_search.errors import StudyError
-from cifar_search.retrain import config_differences
-from cifar_search.throughput import Rate
-from cifar_search.trainer import EpochMetrics
+from cifar_search.search.auto import AutoSettings, run_auto
+from cifar_search.search.retrain import config_differences
+from cifar_search.train.checkpoint import read_config
+from cifar_search.train.config import AugmentConfig, ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.throughput import Rate
+from cifar_search.train.trainer import EpochMetrics
 
 
 def recipe(lr: float, width: int = 16) -> TrainConfig:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_search import auto_plan
-from cifar_search.auto_plan import Candidate, parse_duration, plan, rank_correlation
-from cifar_search.auto_search import is_recipe, pick_winner, survivors
-from cifar_search.config import TrainConfig
 from cifar_search.errors import ConfigError
-from cifar_search.presets import get_preset
-from cifar_search.throughput import Rate, tta_views
+from cifar_search.search import auto_plan
+from cifar_search.search.auto_plan import Candidate, parse_duration, plan, rank_correlation
+from cifar_search.search.auto_search import is_recipe, pick_winner, survivors
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.presets import get_preset
+from cifar_search.train.throughput import Rate, tta_views
 
 FAST94 = get_preset("fast94").config  # 10 epochs, flip_translate TTA
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_search.checkpoint import (
+from cifar_search.errors import ModelFolderError
+from cifar_search.train.checkpoint import (
     CONFIG,
     FORMAT_VERSION,
     METRICS,
@@ -18,9 +19,8 @@ from cifar_search.checkpoint import (
     read_config,
     save_model_folder,
 )
-from cifar_search.config import ModelConfig, TrainConfig
-from cifar_search.errors import ModelFolderError
-from cifar_search.models import create_model
+from cifar_search.train.config import ModelConfig, TrainConfig
+from cifar_search.train.models import create_model
 
 CFG = TrainConfig(
     model=ModelConfig(family="plain_cnn", width=4, depth=(1, 1), hidden=0, dropout=0.0,

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from cifar_search.cli.main import main
-from cifar_search.storage import open_storage
+from cifar_search.search.storage import open_storage
 
 
 def test_env_reports_versions_device_data_and_storage(

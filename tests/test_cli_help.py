@@ -39,7 +39,7 @@ def test_help_of_every_command_imports_no_heavy_library() -> None:
 
 
 def test_sampler_and_pruner_choices_match_the_study_module() -> None:
-    from cifar_search import study
     from cifar_search.cli import run
+    from cifar_search.search import study
 
     assert run.SAMPLERS == study.SAMPLERS and run.PRUNERS == study.PRUNERS

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from cifar_search.cli.main import main
-from cifar_search.storage import open_storage
+from cifar_search.search.storage import open_storage
 
 
 @pytest.fixture

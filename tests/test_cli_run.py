@@ -167,7 +167,7 @@ class _Quiet(WSGIRequestHandler):
 def dashboard(tmp_path: Path) -> Iterator[str]:
     from optuna_dashboard import wsgi
 
-    from cifar_search.storage import open_storage
+    from cifar_search.search.storage import open_storage
 
     url = f"sqlite:///{tmp_path}/t.db"
     storage = open_storage(url, heartbeat_interval=None)

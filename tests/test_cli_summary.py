@@ -7,9 +7,9 @@ import json
 import pytest
 
 from cifar_search.cli.main import main
-from cifar_search.config import TrainConfig
-from cifar_search.models import list_models
-from cifar_search.presets import PRESETS, get_preset
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.models import list_models
+from cifar_search.train.presets import PRESETS, get_preset
 
 
 def test_summary_list_names_every_family(capsys: pytest.CaptureFixture[str]) -> None:

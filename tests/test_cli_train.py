@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_search.checkpoint import load_model_folder
 from cifar_search.cli.main import main
+from cifar_search.train.checkpoint import load_model_folder
 
 
 def test_train_writes_a_model_folder(tmp_path: Path, synthetic_npz: Path,
@@ -122,7 +122,7 @@ def test_real_data_learns(tmp_path: Path, real_npz: Path) -> None:
 
 
 def test_inline_config_and_dotted_sets() -> None:
-    from cifar_search.cli.train import apply_sets, load_config
+    from cifar_search.cli._config import apply_sets, load_config
     from cifar_search.errors import ConfigError
 
     cfg, name = load_config("fast94", '{"lookahead": 0}', None, None,

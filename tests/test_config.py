@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_search.config import ModelConfig, TrainConfig
 from cifar_search.errors import ConfigError
+from cifar_search.train.config import ModelConfig, TrainConfig
 
 
 def test_round_trip_through_plain_dict() -> None:

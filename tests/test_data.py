@@ -1,4 +1,4 @@
-"""cifar_search.data: both formats, safety, validation, missing data, split and subsets."""
+"""cifar_search.train.data: both formats, safety, validation, missing data, split and subsets."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from datagen import make_images, write_batches, write_npz, write_py2_pickle
 
-from cifar_search.data import (
+from cifar_search.errors import ConfigError, DataError
+from cifar_search.train.data import (
     CifarArrays,
     load_cifar10,
     resolve_data_path,
     stratified_subset,
     train_val_split,
 )
-from cifar_search.errors import ConfigError, DataError
 
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
@@ -158,7 +158,7 @@ def test_bad_npz_contents_are_rejected(tmp_path: Path, change, message: str) -> 
 def test_other_counts_are_accepted_and_logged(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "small.npz"
     np.savez(path, **_arrays())
-    with caplog.at_level("INFO", logger="cifar_search.data"):
+    with caplog.at_level("INFO", logger="cifar_search.train.data"):
         assert len(load_cifar10(path, download=False).train_x) == 200
     assert "200 train images (official: 50000)" in caplog.text
 
@@ -167,8 +167,8 @@ def test_other_counts_are_accepted_and_logged(tmp_path: Path, caplog) -> None:  
 
 
 def test_train_subset_is_checked_against_the_split() -> None:
-    from cifar_search.data import check_train_subset
     from cifar_search.errors import ConfigError
+    from cifar_search.train.data import check_train_subset
 
     check_train_subset(None, 100, "d")
     check_train_subset(100, 100, "d")

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from runhelp import counted, finish, load, search_args, spawn, wait_for_running
 
 from cifar_search.errors import StudyError
-from cifar_search.storage import open_storage
+from cifar_search.search.storage import open_storage
 
 URL = os.environ.get("CIFAR_SEARCH_TEST_POSTGRES", "")
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""What the docs point at exists: the tests named in docs/known-problems.md, the doc links."""
+"""What the docs point at exists: the tests named in docs/known-problems.md, the doc links, the
+modules docs/architecture.md names, and every module is named there."""
 
 from __future__ import annotations
 
@@ -29,3 +30,23 @@ def test_relative_links_in_the_docs_resolve() -> None:
     for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
+
+
+def _architecture_modules() -> set[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    return set(re.findall(r"`((?:train|search|cli|report)/[\w/]*?(?:\.py|/))`", text))
+
+
+def test_every_module_the_architecture_names_exists() -> None:
+    named = _architecture_modules()
+    assert len(named) >= 40
+    missing = sorted(m for m in named if not (ROOT / "cifar_search" / m).exists())
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
+
+
+def test_every_train_and_search_module_is_in_the_architecture() -> None:
+    named = _architecture_modules()
+    modules = {f"{p.parent.name}/{p.name}" for sub in ("train", "search")
+               for p in (ROOT / "cifar_search" / sub).glob("*.py") if p.name != "__init__.py"}
+    missing = sorted(m for m in modules if m not in named)
+    assert not missing, f"docs/architecture.md does not describe {missing}"

@@ -14,12 +14,12 @@ import torch
 from datagen import make_images
 from torch import nn
 
-from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
-from cifar_search.export import ONNX, PT2, ExportResult, export_model
-from cifar_search.loader import DeviceLoader
-from cifar_search.models import create_model
-from cifar_search.runtime import resolve_runtime
-from cifar_search.trainer import train
+from cifar_search.train.config import ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.export import ONNX, PT2, ExportResult, export_model
+from cifar_search.train.loader import DeviceLoader
+from cifar_search.train.models import create_model
+from cifar_search.train.runtime import resolve_runtime
+from cifar_search.train.trainer import train
 
 # a centre crop (input 28), a hidden layer and dropout: everything Preprocess and Head can do
 CFG = TrainConfig(
@@ -144,7 +144,7 @@ def test_the_legacy_exporter_is_the_noted_fallback(
 def test_tta_exports_average_the_views_and_stale_ones_go(
     trained: tuple[nn.Module, torch.Tensor], tmp_path: Path
 ) -> None:
-    from cifar_search.evaluation import tta_logits
+    from cifar_search.train.evaluation import tta_logits
 
     model, images = trained
     model.eval()  # an earlier test leaves it in training mode

@@ -9,7 +9,7 @@ import pytest
 
 from cifar_search.cli.main import main
 from cifar_search.errors import ConfigError, DataError
-from cifar_search.launch import SearchSettings, open_search
+from cifar_search.search.launch import SearchSettings, open_search
 
 
 def _files(root: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""cifar_search.loader: device copies, epochs, shuffling, augmentation and memory format."""
+"""cifar_search.train.loader: device copies, epochs, shuffling, augmentation and memory format."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from datagen import make_images
 
-from cifar_search import loader as L
-from cifar_search.augment import BatchAugment
-from cifar_search.config import AugmentConfig
 from cifar_search.errors import DataError
+from cifar_search.train import loader as L
+from cifar_search.train.augment import BatchAugment
+from cifar_search.train.config import AugmentConfig
 
 N = 100
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_search.config import OptimConfig, TrainConfig
-from cifar_search.loader import DeviceLoader
-from cifar_search.lr_find import LRFindConfig, lr_find, plot, suggest
-from cifar_search.runtime import resolve_runtime
+from cifar_search.train.config import OptimConfig, TrainConfig
+from cifar_search.train.loader import DeviceLoader
+from cifar_search.train.lr_find import LRFindConfig, lr_find, plot, suggest
+from cifar_search.train.runtime import resolve_runtime
 
 RUNTIME = resolve_runtime("cpu", "fp32")
 

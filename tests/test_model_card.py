@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifar_search.model_card import headline, model_card
+from cifar_search.train.model_card import headline, model_card
 
 
 def metrics(tta: str, **extra: Any) -> dict[str, Any]:

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
 from cifar_search.errors import ConfigError
-from cifar_search.loader import DeviceLoader
-from cifar_search.models import (
+from cifar_search.search.space import DEFAULT_SPACE
+from cifar_search.train.config import ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.loader import DeviceLoader
+from cifar_search.train.models import (
     Preprocess,
     count_flops,
     count_params,
@@ -22,10 +23,9 @@ from cifar_search.models import (
     register_model,
     summary,
 )
-from cifar_search.models.shake_shake import ShakeShake
-from cifar_search.runtime import resolve_runtime
-from cifar_search.search_space import DEFAULT_SPACE
-from cifar_search.trainer import train
+from cifar_search.train.models.shake_shake import ShakeShake
+from cifar_search.train.runtime import resolve_runtime
+from cifar_search.train.trainer import train
 
 FAMILY_NAMES = list_models()
 

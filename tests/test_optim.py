@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_search.config import OptimConfig
 from cifar_search.errors import ConfigError
-from cifar_search.optim import build_optimizer, param_groups
+from cifar_search.train.config import OptimConfig
+from cifar_search.train.optim import build_optimizer, param_groups
 
 
 def _net() -> nn.Sequential:
@@ -72,7 +72,7 @@ def test_fused_on_cpu_and_a_step_works() -> None:
 
 
 def test_norm_biases_get_a_scaled_lr_and_the_same_decay_per_step() -> None:
-    from cifar_search.schedules import build_scheduler
+    from cifar_search.train.schedules import build_scheduler
 
     net = _net()
     cfg = OptimConfig(lr=0.5, weight_decay=1e-3, norm_bias_lr_scale=64.0, schedule="onecycle")

@@ -13,14 +13,14 @@ import torch
 from datagen import CLASSES, make_images
 from PIL import Image
 
-from cifar_search.checkpoint import save_model_folder
-from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
 from cifar_search.errors import ConfigError, ModelFolderError
-from cifar_search.loader import DeviceLoader
-from cifar_search.models import create_model
-from cifar_search.predict import load_image, load_predictor
-from cifar_search.runtime import resolve_runtime
-from cifar_search.trainer import train
+from cifar_search.train.checkpoint import save_model_folder
+from cifar_search.train.config import ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.loader import DeviceLoader
+from cifar_search.train.models import create_model
+from cifar_search.train.predict import load_image, load_predictor
+from cifar_search.train.runtime import resolve_runtime
+from cifar_search.train.trainer import train
 
 CFG = TrainConfig(
     model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),

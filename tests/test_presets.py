@@ -8,16 +8,16 @@ import optuna
 import pytest
 import torch
 
-from cifar_search.config import TrainConfig
 from cifar_search.errors import ConfigError
-from cifar_search.models import create_model, model_cost
-from cifar_search.presets import PRESETS, Preset, get_preset, list_presets
-from cifar_search.search_space import (
+from cifar_search.search.space import (
     DEFAULT_SPACE,
     config_to_params,
     outside_space,
     suggest_config,
 )
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.models import create_model, model_cost
+from cifar_search.train.presets import PRESETS, Preset, get_preset, list_presets
 
 NAMES = list(PRESETS)
 SEEDS = ["ensta-cnn", "shake-shake-26", "rdfia-alexnet", "resnet18", "resnet34", "resnet50",

@@ -7,14 +7,14 @@ import math
 import optuna
 import pytest
 
-from cifar_search.presets import PRESETS
-from cifar_search.search_space import (
+from cifar_search.search.space import (
     DEFAULT_SPACE,
     config_to_params,
     flatten_config,
     outside_space,
     suggest_config,
 )
+from cifar_search.train.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

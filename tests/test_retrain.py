@@ -12,19 +12,19 @@ import pytest
 from datagen import write_npz
 from optuna.trial import TrialState
 
-from cifar_search.checkpoint import load_model_folder
-from cifar_search.config import ModelConfig, TrainConfig
 from cifar_search.errors import ConfigError, StudyError
-from cifar_search.presets import Preset
-from cifar_search.retrain import (
+from cifar_search.search.retrain import (
     RetrainSettings,
     RetrainTarget,
     config_differences,
     resolve_target,
     retrain,
 )
-from cifar_search.search_space import DEFAULT_SPACE, Space
-from cifar_search.space_file import apply_overrides, dump_space
+from cifar_search.search.space import DEFAULT_SPACE, Space
+from cifar_search.search.space_file import apply_overrides, dump_space
+from cifar_search.train.checkpoint import load_model_folder
+from cifar_search.train.config import ModelConfig, TrainConfig
+from cifar_search.train.presets import Preset
 
 STUDY = "small"
 # plain CNN, 16 channels, batch 64, SGD at a sane lr: seconds per trial on 2 CPU cores; the
@@ -47,7 +47,7 @@ def tiny_space() -> Space:
 
 def make_small_study(folder: Path, data: Path, trials: int = 2) -> str:
     """Run the real search (smoke budget) into ``folder/s.db``; returns the storage URL."""
-    from cifar_search.launch import SearchSettings, prepare_search
+    from cifar_search.search.launch import SearchSettings, prepare_search
 
     url = f"sqlite:///{folder}/s.db"
     settings = SearchSettings(study=STUDY, storage=url, trials=trials, budget="smoke",
@@ -145,7 +145,7 @@ def test_saved_model_reproduces_the_reported_test_accuracy(retrained: Path, data
         y = d["test_y"].astype(np.int64)
     import torch
 
-    from cifar_search.runtime import resolve_runtime
+    from cifar_search.train.runtime import resolve_runtime
 
     # the accuracy was measured under the precision the card names: bf16 autocast on CPUs with
     # bf16 units. The same precision reproduces it exactly; fp32 moves borderline images only.
@@ -177,7 +177,7 @@ def test_preset_with_a_study_is_recorded_under_its_name(
 ) -> None:
     tiny = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
                        batch_size=128, epochs=3)
-    monkeypatch.setattr("cifar_search.retrain.get_preset",
+    monkeypatch.setattr("cifar_search.search.retrain.get_preset",
                         lambda name: Preset(name, tiny, "test", "none", "tiny"))
     url = copy_storage(storage, tmp_path)
     target = resolve_target(preset="tiny", study=STUDY, storage=url)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifar_search import runtime
 from cifar_search.errors import ConfigError
-from cifar_search.runtime import cpu_flags, cpu_has_bf16_units, resolve_runtime
+from cifar_search.train import runtime
+from cifar_search.train.runtime import cpu_flags, cpu_has_bf16_units, resolve_runtime
 
 
 @pytest.mark.parametrize("units", [True, False])

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from cifar_search.config import OptimConfig
 from cifar_search.errors import ConfigError
-from cifar_search.schedules import build_scheduler, lr_factor
+from cifar_search.train.config import OptimConfig
+from cifar_search.train.schedules import build_scheduler, lr_factor
 
 
 def _lrs(cfg: OptimConfig, total_epochs: int, steps_per_epoch: int, steps: int) -> list[float]:

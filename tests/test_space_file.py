@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from cifar_search.errors import ConfigError
-from cifar_search.search_space import DEFAULT_SPACE, UNSET
-from cifar_search.space_file import (
+from cifar_search.search.space import DEFAULT_SPACE, UNSET
+from cifar_search.search.space_file import (
     apply_overrides,
     dump_space,
     load_space,
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_default_file_is_the_default_space() -> None:
-    shipped = ROOT / "cifar_search" / "spaces" / "default_space.toml"
+    shipped = ROOT / "cifar_search" / "search" / "spaces" / "default_space.toml"
     assert load_space(shipped) == DEFAULT_SPACE
     assert shipped.read_text() == dump_space(DEFAULT_SPACE), (
         "spaces/default_space.toml is stale: regenerate with `cifar-search space --toml`"
@@ -94,7 +94,7 @@ def test_every_space_file_the_docs_name_is_shipped_and_valid() -> None:
 
 
 def test_space_by_name_path_or_unknown(tmp_path: Path) -> None:
-    assert space_path("small") == ROOT / "cifar_search" / "spaces" / "small.toml"
+    assert space_path("small") == ROOT / "cifar_search" / "search" / "spaces" / "small.toml"
     assert load_space("tiny").get("family").fixed == "plain_cnn"
     own = tmp_path / "mine.toml"
     own.write_text('[params.family]\nvalue = "resnet9"\n')
@@ -104,10 +104,10 @@ def test_space_by_name_path_or_unknown(tmp_path: Path) -> None:
 
 
 def test_the_fast_presets_warm_start_a_study_on_small_toml() -> None:
-    from cifar_search.presets import get_preset
-    from cifar_search.search_space import config_to_params, outside_space
+    from cifar_search.search.space import config_to_params, outside_space
+    from cifar_search.train.presets import get_preset
 
-    small = load_space(ROOT / "cifar_search" / "spaces" / "small.toml")
+    small = load_space(ROOT / "cifar_search" / "search" / "spaces" / "small.toml")
     assert small.get("family").choices == ("resnet9", "airbench")
     for name in ("davidnet", "era-custom-resnet", "fast94"):
         params = config_to_params(get_preset(name).config, small)

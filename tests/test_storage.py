@@ -16,15 +16,15 @@ import sqlalchemy
 import sqlalchemy.exc as sa_exc
 from optuna.exceptions import StorageInternalError
 
-from cifar_search import storage
 from cifar_search.errors import StudyError
-from cifar_search.storage import (
-    _redact,
+from cifar_search.search import storage
+from cifar_search.search.storage import (
     filesystem_type,
     is_schema_race,
     is_transient,
     load_existing_study,
     open_storage,
+    redact,
     retry_transient,
     sqlite_path,
 )
@@ -53,9 +53,9 @@ def test_unsupported_scheme_names_it(tmp_path: Path) -> None:
 
 
 def test_passwords_never_reach_a_message() -> None:
-    assert _redact("postgresql://me:s3cret@db.lan:5432/x") == "postgresql://me:***@db.lan:5432/x"
-    assert _redact("postgresql://me@db.lan/x") == "postgresql://me@db.lan/x"
-    assert _redact("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
+    assert redact("postgresql://me:s3cret@db.lan:5432/x") == "postgresql://me:***@db.lan:5432/x"
+    assert redact("postgresql://me@db.lan/x") == "postgresql://me@db.lan/x"
+    assert redact("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
 
 
 # --- SQLite files ----------------------------------------------------------------------------
@@ -175,3 +175,41 @@ def test_retry_transient_waits_out_a_blip_and_gives_up_after_its_limit() -> None
     with pytest.raises(sa_exc.OperationalError):
         retry_transient(wrong_password, what="t", limit=5.0, first=0.01)
     assert len(calls) == 1  # permanent: not retried
+
+
+# --- Optuna's private storage methods: probed, not assumed ---------------------------------
+
+
+def test_every_retried_method_exists_in_this_optuna() -> None:
+    assert storage.UNRETRIED == ()
+    assert storage.RetryingRDBStorage._get_trials is not optuna.storages.RDBStorage._get_trials
+
+
+def test_a_renamed_private_method_is_left_unretried_not_an_import_error() -> None:
+    calls = []
+
+    class Base:
+        def read(self, x: int) -> int:
+            return x + 1
+
+    class Wrapped(Base):
+        def _call(self, name: str, fn):  # type: ignore[no-untyped-def]
+            calls.append(name)
+            return fn()
+
+    missing = storage.wrap_methods(Wrapped, Base, ("read", "_renamed_in_a_new_optuna"))
+    assert missing == ("_renamed_in_a_new_optuna",)
+    assert Wrapped().read(1) == 2 and calls == ["read"]
+
+
+def test_unretried_methods_are_named_once_when_a_storage_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(storage, "UNRETRIED", ("_get_stale_trial_ids",))
+    storage._warn_unretried.cache_clear()
+    with caplog.at_level("WARNING", logger="cifar_search.search.storage"):
+        for name in ("a", "b"):
+            open_storage(f"sqlite:///{tmp_path}/{name}.db", heartbeat_interval=None)
+    lines = [r.getMessage() for r in caplog.records if "not retried" in r.getMessage()]
+    assert len(lines) == 1 and "_get_stale_trial_ids" in lines[0]
+    storage._warn_unretried.cache_clear()

@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 from cifar_search.errors import ConfigError, StudyError
-from cifar_search.launch import SearchSettings, prepare_search
-from cifar_search.search_space import DEFAULT_SPACE, UNSET
-from cifar_search.space_file import apply_overrides
+from cifar_search.search.launch import SearchSettings, prepare_search
+from cifar_search.search.space import DEFAULT_SPACE, UNSET
+from cifar_search.search.space_file import apply_overrides
 
 TINY = {
     "family": {"value": "plain_cnn"},
@@ -142,11 +142,11 @@ def test_a_diverged_or_pruned_trials_model_is_freed_before_the_next_one_is_built
     import gc
     import weakref
 
-    import cifar_search.objective as objective
+    import cifar_search.train.recipe as recipe
 
     earlier: list[weakref.ref[object]] = []
     alive_at_creation: list[int] = []
-    real = objective.create_model
+    real = recipe.create_model
 
     def create_model(cfg: object) -> object:  # the real builder; notes what is still alive
         alive_at_creation.append(sum(r() is not None for r in earlier))
@@ -154,7 +154,7 @@ def test_a_diverged_or_pruned_trials_model_is_freed_before_the_next_one_is_built
         earlier.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(objective, "create_model", create_model)
+    monkeypatch.setattr(recipe, "create_model", create_model)
     space = TINY_SPACE.replace_param("lr_sgd", high=1e12)
     search = prepare_search(settings(tmp_path, synthetic_npz, trials=3, epochs=2, space=space,
                                      pruner="none"))
@@ -199,9 +199,9 @@ def test_a_diverged_or_pruned_trials_model_is_freed_before_the_next_one_is_built
 OOM_SCRIPT = """
 import resource, sys
 import optuna
-from cifar_search.launch import SearchSettings, prepare_search
-from cifar_search.search_space import UNSET
-from cifar_search.space_file import load_space
+from cifar_search.search.launch import SearchSettings, prepare_search
+from cifar_search.search.space import UNSET
+from cifar_search.search.space_file import load_space
 
 data, db, headroom_gib, *flags = sys.argv[1:]
 space = (load_space("tiny").replace_param("width", fixed=64)
@@ -280,10 +280,10 @@ def test_warm_start_enqueues_presets_once(tmp_path: Path, synthetic_npz: Path) -
 
 def test_presets_over_the_budget_are_narrowed_not_dropped(tmp_path: Path,
                                                           synthetic_npz: Path) -> None:
-    from cifar_search.launch import fit_preset
-    from cifar_search.models import model_cost
-    from cifar_search.objective import Constraints
-    from cifar_search.presets import get_preset
+    from cifar_search.search.launch import fit_preset
+    from cifar_search.search.objective import Constraints
+    from cifar_search.train.models import model_cost
+    from cifar_search.train.presets import get_preset
 
     s = settings(tmp_path, synthetic_npz, trials=1, space=DEFAULT_SPACE, presets=None,
                  max_flops=80e6)
@@ -342,9 +342,9 @@ def test_multi_objective_returns_a_pareto_front(tmp_path: Path, synthetic_npz: P
 
 
 def test_the_dashboard_names_the_metrics(tmp_path: Path) -> None:
-    from cifar_search.budget import BUDGETS
-    from cifar_search.storage import open_storage
-    from cifar_search.study import create_or_resume, make_pruner, make_sampler
+    from cifar_search.search.budget import BUDGETS
+    from cifar_search.search.storage import open_storage
+    from cifar_search.search.study import create_or_resume, make_pruner, make_sampler
 
     storage = open_storage(f"sqlite:///{tmp_path}/m.db")
     study = create_or_resume(storage, "m", sampler=make_sampler("random", 0, multi=True),
@@ -357,7 +357,7 @@ def test_the_dashboard_names_the_metrics(tmp_path: Path) -> None:
 
 def test_a_disk_full_trial_stops_the_study_and_is_retried_on_resume() -> None:
     from cifar_search.errors import DiskFullError
-    from cifar_search.study import optimize, retry_interrupted
+    from cifar_search.search.study import optimize, retry_interrupted
 
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
@@ -376,7 +376,7 @@ def test_a_disk_full_trial_stops_the_study_and_is_retried_on_resume() -> None:
 
 
 def test_patience_stops_after_n_finished_trials_without_a_better_best() -> None:
-    from cifar_search.study import StopOnPatience, stale_trials
+    from cifar_search.search.study import StopOnPatience, stale_trials
 
     values = iter([0.5, 0.6, 0.55, None, 0.6, 0.4, 0.9, 0.95])  # None: pruned
 
@@ -410,7 +410,7 @@ def test_a_config_above_the_expensive_mark_is_named_before_it_trains(
              .replace_param("block", fixed="bottleneck"))
     s = settings(tmp_path, synthetic_npz, trials=1, budget="gpu", space=space, presets=(),
                  max_params=1)  # infeasible right after the check: nothing trains
-    with caplog.at_level("WARNING", logger="cifar_search.objective"):
+    with caplog.at_level("WARNING", logger="cifar_search.search.objective"):
         prepare_search(s).run()
     assert any("resnet width 160 depth 3-4-23-3 costs" in r.getMessage()
                and "--max-flops caps it" in r.getMessage() for r in caplog.records)

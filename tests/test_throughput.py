@@ -1,4 +1,4 @@
-"""cifar_search.throughput: a real measurement of a small config, and the per-device cache."""
+"""train.throughput: a real measurement of a small config, and the per-device cache."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from cifar_search import throughput
-from cifar_search.config import ModelConfig, TrainConfig
-from cifar_search.runtime import resolve_runtime
-from cifar_search.throughput import Rate, RateCache, measure, tta_views
+from cifar_search.train import throughput
+from cifar_search.train.config import ModelConfig, TrainConfig
+from cifar_search.train.runtime import resolve_runtime
+from cifar_search.train.throughput import Rate, RateCache, measure, tta_views
 
 TINY = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
                    batch_size=32, epochs=3)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from cifar_search.augment import BatchAugment
-from cifar_search.config import AugmentConfig, OptimConfig, TrainConfig
 from cifar_search.errors import DivergedError
-from cifar_search.loader import DeviceLoader
-from cifar_search.runtime import resolve_runtime
-from cifar_search.trainer import EpochMetrics, TrainResult, evaluate, predict_logits, train
+from cifar_search.train.augment import BatchAugment
+from cifar_search.train.config import AugmentConfig, OptimConfig, TrainConfig
+from cifar_search.train.loader import DeviceLoader
+from cifar_search.train.runtime import resolve_runtime
+from cifar_search.train.trainer import EpochMetrics, TrainResult, evaluate, predict_logits, train
 
 RUNTIME = resolve_runtime("cpu", "fp32")
 
@@ -205,7 +205,7 @@ def test_grad_clip_and_adam_run() -> None:
 
 
 def test_compile_once_per_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cifar_search import compile_cache
+    from cifar_search.train import compile_cache
 
     real, calls = torch.compile, []
 
@@ -231,7 +231,7 @@ def test_compile_once_per_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_lookahead_syncs_on_its_steps_with_a_cubic_ramp() -> None:
-    from cifar_search.trainer import Lookahead
+    from cifar_search.train.trainer import Lookahead
 
     net = nn.Linear(2, 1, bias=False)
     with torch.no_grad():

@@ -18,12 +18,12 @@ from datagen import write_npz
 from PIL import Image
 
 from cifar_search.cli.main import main
-from cifar_search.config import ModelConfig, OptimConfig, TrainConfig
-from cifar_search.evaluation import TTAModel, tta_logits
-from cifar_search.export import ONNX, ONNX_TTA, PT2, PT2_TTA
-from cifar_search.models import create_model
-from cifar_search.predict import load_predictor
-from cifar_search.presets import Preset
+from cifar_search.train.config import ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.evaluation import TTAModel, tta_logits
+from cifar_search.train.export import ONNX, ONNX_TTA, PT2, PT2_TTA
+from cifar_search.train.models import create_model
+from cifar_search.train.predict import load_predictor
+from cifar_search.train.presets import Preset
 
 # one quick epoch of a tiny CNN: accurate enough that flips and shifts change some answers
 TINY = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
@@ -58,7 +58,7 @@ def retrained(
     """`cifar-search retrain --preset tiny` (fp32, 2 seeds) and what it printed."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("cifar_search.retrain.get_preset",
+        mp.setattr("cifar_search.search.retrain.get_preset",
                    lambda name: Preset(name, TINY, "test", "none", "tiny"))
         buf = io.StringIO()
         with redirect_stdout(buf):

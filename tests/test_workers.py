@@ -17,8 +17,8 @@ from runhelp import counted, finish, held_at_an_epoch, load, search_args, spawn
 
 from cifar_search.cli.main import main
 from cifar_search.errors import ConfigError
-from cifar_search.study import CLAIMED, SlotClaim, has_slot
-from cifar_search.workers import Placement, place_workers
+from cifar_search.search.study import CLAIMED, SlotClaim, has_slot
+from cifar_search.search.workers import Placement, place_workers
 
 
 def test_cpu_workers_split_the_cores() -> None:
@@ -142,8 +142,8 @@ def test_ctrl_c_stops_every_worker_and_the_next_run_resumes(
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_worker_left_without_slots_retries_a_dead_peers_trial(tmp_path: Path) -> None:
     from cifar_search.errors import SurplusTrial
-    from cifar_search.storage import open_storage
-    from cifar_search.study import count_finished, optimize
+    from cifar_search.search.storage import open_storage
+    from cifar_search.search.study import count_finished, optimize
 
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage, direction="maximize")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 MAX_SEED = 2**31 - 1  # numpy and the samplers take seeds below 2**32; seed + trials must fit
 MIN_TRAIN_SUBSET = 10  # images: at least one per class (stratified)
@@ -89,3 +90,15 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
         help="Optuna storage URL (default: sqlite:///studies/<study>.db); "
         "postgresql://user:pass@host/db for many machines",
     )
+
+
+JSON_HELP = "machine-readable output (accuracies as fractions)"
+
+
+def study_command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand that reads one study and can print it as JSON: ``--study``, ``--storage``
+    and ``--json``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    add_study_args(p)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    return p

@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # --help must not import optuna (see tests/test_cli_help.py)
 
 
 def storage_url(args: argparse.Namespace) -> str:
-    from cifar_search.storage import default_url
+    from cifar_search.search.storage import default_url
 
     return args.storage or default_url(args.study)
 
@@ -18,7 +18,7 @@ def storage_url(args: argparse.Namespace) -> str:
 def load(args: argparse.Namespace) -> optuna.Study:
     import optuna
 
-    from cifar_search.storage import load_existing_study
+    from cifar_search.search.storage import load_existing_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return load_existing_study(storage_url(args), args.study)

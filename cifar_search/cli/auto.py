@@ -1,6 +1,7 @@
 """``cifar-search auto --time T``: one wall-clock budget, a tested and exported model inside it.
 
-See :mod:`cifar_search.auto` for the steps and :mod:`cifar_search.auto_plan` for the plan.
+See :mod:`cifar_search.search.auto` for the steps and :mod:`cifar_search.search.auto_plan` for the
+plan.
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic() - process_age()
     from tqdm import tqdm
 
-    from cifar_search.auto import AutoSettings, run_auto
-    from cifar_search.auto_plan import parse_duration
-    from cifar_search.runtime import configure_cpu_threads
-    from cifar_search.trainer import EpochMetrics
+    from cifar_search.search.auto import AutoSettings, run_auto
+    from cifar_search.search.auto_plan import parse_duration
+    from cifar_search.train.runtime import configure_cpu_threads
+    from cifar_search.train.trainer import EpochMetrics
 
     seconds = parse_duration(args.time)
     presets = None if args.presets is None else tuple(

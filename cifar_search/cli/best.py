@@ -7,19 +7,17 @@ import json
 from typing import Any
 
 from cifar_search.cli import _study
-from cifar_search.cli._common import add_study_args
+from cifar_search.cli._common import study_command
 from cifar_search.errors import StudyError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("best", help="configuration of the best trial")
-    add_study_args(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = study_command(sub, "best", "configuration of the best trial")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.inspect_study import best_trials, retrain_record
+    from cifar_search.search.inspection import best_trials, retrain_record
 
     study = _study.load(args)
     best = best_trials(study)

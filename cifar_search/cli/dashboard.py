@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from cifar_search.launch import _artifacts_for
-    from cifar_search.storage import open_storage
+    from cifar_search.search.launch import _artifacts_for
+    from cifar_search.search.storage import open_storage
 
     url = _study.storage_url(args)
     _study.load(args)  # fail with a clear line if the study does not exist

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cifar_search.cli import _study
     from cifar_search.errors import ConfigError
-    from cifar_search.storage import open_storage
+    from cifar_search.search.storage import open_storage
 
     args.study = args.name
     study = _study.load(args)  # a study that does not exist: one line naming the known ones

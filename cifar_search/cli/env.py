@@ -36,11 +36,11 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from cifar_search.data import ENV_VAR, resolve_data_path
     from cifar_search.errors import CifarSearchError
-    from cifar_search.runtime import cpu_flags, cpu_has_bf16_units, resolve_runtime, versions
-    from cifar_search.storage import default_url, open_storage, sqlite_path
-    from cifar_search.throughput import RateCache
+    from cifar_search.search.storage import default_url, open_storage, sqlite_path
+    from cifar_search.train.data import ENV_VAR, resolve_data_path
+    from cifar_search.train.runtime import cpu_flags, cpu_has_bf16_units, resolve_runtime, versions
+    from cifar_search.train.throughput import RateCache
 
     runtime = resolve_runtime("auto", "auto")
     where = resolve_data_path(args.data)

@@ -1,7 +1,7 @@
 """``cifar-search lr-find``: the learning-rate range test on a preset's recipe.
 
 Prints the suggested learning rate (steepest descent of the smoothed loss, see
-:mod:`cifar_search.lr_find`) and a short summary of the curve; ``--plot`` writes it as HTML.
+:mod:`cifar_search.train.lr_find`) and a short summary of the curve; ``--plot`` writes it as HTML.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from cifar_search.cli._common import MAX_SEED, positive_float, positive_int, seed_int
-from cifar_search.cli.train import add_config_args
+from cifar_search.cli._config import add_config_args
 from cifar_search.names import check_out_file, user_path
 
 EPILOG = """\
@@ -42,22 +42,20 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.cli.train import build_loaders, load_config, load_training_data
-    from cifar_search.lr_find import LRFindConfig, lr_find, plot
-    from cifar_search.models import create_model
-    from cifar_search.runtime import configure_cpu_threads, resolve_runtime, seed_everything
+    from cifar_search.cli._config import load_config, training_data
+    from cifar_search.train.lr_find import LRFindConfig, lr_find, plot
+    from cifar_search.train.recipe import prepare
+    from cifar_search.train.runtime import configure_cpu_threads, resolve_runtime
 
     cfg, name = load_config(args.preset, args.config, args.epochs, args.batch_size, args.sets)
     if args.plot:
         check_out_file("--plot", args.plot)  # before the test runs, not after it
     configure_cpu_threads()
     runtime = resolve_runtime(args.device, args.precision)
-    data = load_training_data(args.data, args.val_size, args.train_subset, runtime.device)
-    loader, _ = build_loaders(data, cfg, runtime, args.seed)
-    seed_everything(args.seed)
-    model = create_model(cfg.model)
+    prepared = prepare(cfg, training_data(args, runtime.device), runtime, seed=args.seed)
     settings = LRFindConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps)
-    result = lr_find(model, cfg, loader, runtime, settings=settings, seed=args.seed)
+    result = lr_find(prepared.model, cfg, prepared.train_loader, runtime, settings=settings,
+                     seed=args.seed)
     print(f"{name}: suggested lr {result.suggestion:.3g} ({result.method}); "
           f"preset lr {cfg.optim.lr:.3g} ({cfg.optim.optimizer}, batch {cfg.batch_size})")
     print(f"curve: {len(result.lrs)} steps, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}, "

@@ -1,8 +1,8 @@
 """``cifar-search predict``: classify image files with a model folder.
 
 Images of any size are converted to RGB and the whole image is resized to 32 x 32 (bilinear
-with antialias, no crop); see :mod:`cifar_search.predict`. By default the logits are averaged over
-the model's test-time augmentation views, as the headline test accuracy was measured.
+with antialias, no crop); see :mod:`cifar_search.train.predict`. By default the logits are averaged
+over the model's test-time augmentation views, as the headline test accuracy was measured.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.predict import load_predictor
+    from cifar_search.train.predict import load_predictor
 
     predictor = load_predictor(args.model, tta=args.tta)
     results = predictor.predict_images(args.images, top=args.top)

@@ -29,8 +29,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.models import model_cost
-    from cifar_search.presets import PRESETS
+    from cifar_search.train.models import model_cost
+    from cifar_search.train.presets import PRESETS
 
     records: list[dict[str, Any]] = []
     for p in PRESETS.values():
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from cifar_search.presets import get_preset
+    from cifar_search.train.presets import get_preset
 
     preset = get_preset(args.name)
     print(f"# {preset.name}: {preset.source}; published: {preset.published}", file=sys.stderr)

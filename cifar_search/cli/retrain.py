@@ -1,8 +1,8 @@
 """``cifar-search retrain``: a trial's (or preset's) config on all training images, tested once.
 
-See :mod:`cifar_search.retrain` for what changes from the search (all training images, a longer
-epoch budget, no validation set and so no early stopping, the test set evaluated once per seed
-at the end) and what the run folder holds.
+See :mod:`cifar_search.search.retrain` for what changes from the search (all training images, a
+longer epoch budget, no validation set and so no early stopping, the test set evaluated once per
+seed at the end) and what the run folder holds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cifar_search.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from cifar_search.retrain import RetrainResult
+    from cifar_search.search.retrain import RetrainResult
 
 EPILOG = """\
 The epoch budget defaults to the study's retrain_epochs (budget gpu 40, cpu 15, smoke 2) or,
@@ -74,16 +74,16 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cifar_search.errors import DivergedError
-    from cifar_search.retrain import RetrainSettings, resolve_target, retrain
-    from cifar_search.runtime import configure_cpu_threads
-    from cifar_search.trainer import EpochMetrics
+    from cifar_search.search.retrain import RetrainSettings, resolve_target, retrain
+    from cifar_search.train.runtime import configure_cpu_threads
+    from cifar_search.train.trainer import EpochMetrics
 
     target = resolve_target(args.trial, preset=args.preset, study=args.study,
                             storage=args.storage, epochs=args.epochs)
     if args.sets:  # another config than the study's: trained and tested, not recorded on it
         import dataclasses
 
-        from cifar_search.cli.train import apply_sets
+        from cifar_search.cli._config import apply_sets
 
         target = dataclasses.replace(
             target, config=apply_sets(target.config, args.sets), study=None,

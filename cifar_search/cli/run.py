@@ -6,7 +6,6 @@ import argparse
 import signal
 import sys
 import time
-import types
 from typing import TYPE_CHECKING, Any
 
 from cifar_search.cli._common import (
@@ -24,7 +23,7 @@ from cifar_search.cli._common import (
 from cifar_search.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cifar_search.launch import SearchSettings
+    from cifar_search.search.launch import SearchSettings
 
 EPILOG = """\
 --trials N means the study ends with N finished (complete or pruned) trials in TOTAL, across
@@ -48,7 +47,7 @@ examples:
 """
 
 
-# the names cifar_search.study accepts (a test keeps them equal), here so that --help and a
+# the names cifar_search.search.study accepts (a test keeps them equal), here so that --help and a
 # typo need no optuna import
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "percentile", "halving", "wilcoxon", "none")
@@ -110,12 +109,9 @@ def _workers(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
 
-def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.launch import SearchSettings, prepare_search
+    from cifar_search.search.launch import SearchSettings, prepare_search
+    from cifar_search.search.workers import raise_interrupt
 
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     settings = SearchSettings(
@@ -132,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_workers(settings, args.workers)
     search = prepare_search(settings)  # every check happens here, before any training
     print(search.describe(), file=sys.stderr)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     start = time.perf_counter()
     result = search.run()
     minutes = (time.perf_counter() - start) / 60
@@ -153,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_workers(settings: SearchSettings, workers: int | str) -> int:
-    from cifar_search.study import RunResult, count_finished
-    from cifar_search.workers import WorkerPool, default_workers
+    from cifar_search.search.study import RunResult, count_finished
+    from cifar_search.search.workers import WorkerPool, default_workers
 
     n = default_workers(settings.device) if workers == "auto" else int(workers)
     pool = WorkerPool.open(settings, n)  # every check, and the warm start, before any worker
@@ -178,7 +174,7 @@ def _presets(text: str | None) -> tuple[str, ...] | None:
         return None  # the presets that fit the budget
     if text.strip() in ("", "none"):
         return ()
-    from cifar_search.presets import PRESETS
+    from cifar_search.train.presets import PRESETS
 
     if text.strip() == "all":
         return tuple(PRESETS)

@@ -18,8 +18,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.search_space import UNSET
-    from cifar_search.space_file import dump_space, load_space
+    from cifar_search.search.space import UNSET
+    from cifar_search.search.space_file import dump_space, load_space
 
     space = load_space(args.space)
     if args.toml:

@@ -7,18 +7,16 @@ import json
 from typing import Any
 
 from cifar_search.cli import _study
-from cifar_search.cli._common import add_study_args
+from cifar_search.cli._common import study_command
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("status", help="study summary: counts, best so far, time spent")
-    add_study_args(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output (fractions)")
+    p = study_command(sub, "status", "study summary: counts, best so far, time spent")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.inspect_study import (
+    from cifar_search.search.inspection import (
         best_trials,
         retrain_record,
         state_counts,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from cifar_search.errors import StudyError
-    from cifar_search.storage import open_storage
+    from cifar_search.search.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.storage:

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from cifar_search.cli._common import positive_int
-from cifar_search.config import ModelConfig
 from cifar_search.errors import ConfigError
+from cifar_search.train.config import ModelConfig
 
 EPILOG = """\
 examples:
@@ -54,8 +54,8 @@ def parse_depth(text: str) -> tuple[int, ...]:
 
 def model_config(args: argparse.Namespace) -> tuple[ModelConfig, str]:
     """The model to describe and its name: a preset's or a family's, then the overrides."""
-    from cifar_search.models import default_config
-    from cifar_search.presets import get_preset
+    from cifar_search.train.models import default_config
+    from cifar_search.train.presets import get_preset
 
     if args.preset:
         cfg, name = get_preset(args.preset).config.model, args.preset
@@ -73,7 +73,7 @@ def model_config(args: argparse.Namespace) -> tuple[ModelConfig, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_search.models import create_model, summary
+    from cifar_search.train.models import create_model, summary
 
     if args.list:
         return list_families()
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def list_families() -> int:
     """One line per family: its canonical member, its size and cost, and what it is."""
-    from cifar_search.models import default_config, get_builder, model_cost
+    from cifar_search.train.models import default_config, get_builder, model_cost
 
     print(f"{'family':<12} {'width':>5} {'depth':<10} {'params':>11} {'GFLOPs':>7}  description")
     for name in _families():
@@ -100,7 +100,7 @@ def list_families() -> int:
 
 
 def _families() -> list[str]:
-    from cifar_search.models import list_models
+    from cifar_search.train.models import list_models
 
     names = list_models()
     if not names:

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from cifar_search.inspect_study import trials_frame
+    from cifar_search.search.inspection import trials_frame
 
     study = _study.load(args)
     df = trials_frame(study)

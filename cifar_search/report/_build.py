@@ -9,12 +9,12 @@ from pathlib import Path
 
 import optuna
 
-from cifar_search import storage as storages
 from cifar_search.atomic import atomic_write_text
 from cifar_search.errors import StudyError
 from cifar_search.report import _curves, _retrain, _study_sections
 from cifar_search.report._html import FigureRenderer, Section, note, page
 from cifar_search.report._trials import StudyData
+from cifar_search.search import storage as storages
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _section(key: str, title: str, renderer: FigureRenderer, build: Callable[[],
 
 
 def _load(storage: str | optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
-    """The study, which must exist; a URL goes through :mod:`cifar_search.storage`."""
+    """The study, which must exist; a URL goes through :mod:`cifar_search.search.storage`."""
     if isinstance(storage, str):
         return storages.load_existing_study(storage, study_name)
     names = optuna.get_all_study_names(storage)

@@ -62,31 +62,15 @@ def learning_curves(data: StudyData, renderer: FigureRenderer) -> str:
         if not ends:
             continue
         counts.append(f"{len(ends)} {label}")
-        fig.add_trace(
-            go.Scattergl(
-                x=x,
-                y=y,
-                customdata=ids,
-                mode="lines",
-                name=f"{label} ({len(ends)})",
-                line={"color": f"rgba({rgb},{_alpha(len(ends))})", "width": 1.2, "dash": dash},
-                hovertemplate=_HOVER,
-                connectgaps=False,
-            )
-        )
+        line = {"color": f"rgba({rgb},{_alpha(len(ends))})", "width": 1.2, "dash": dash}
+        fig.add_trace(go.Scattergl(x=x, y=y, customdata=ids, mode="lines", line=line,
+                                   name=f"{label} ({len(ends)})", hovertemplate=_HOVER,
+                                   connectgaps=False))
         if label != "complete":
             ex, ey, en = zip(*ends, strict=True)
-            fig.add_trace(
-                go.Scattergl(
-                    x=ex,
-                    y=ey,
-                    customdata=en,
-                    mode="markers",
-                    name=f"{label}: last epoch",
-                    marker={"symbol": "x", "size": 6, "color": f"rgb({rgb})"},
-                    hovertemplate=_HOVER,
-                )
-            )
+            marker = {"symbol": "x", "size": 6, "color": f"rgb({rgb})"}
+            fig.add_trace(go.Scattergl(x=ex, y=ey, customdata=en, mode="markers", marker=marker,
+                                       name=f"{label}: last epoch", hovertemplate=_HOVER))
     best = data.best()
     if best is not None and curve_of(best)[0].size:
         bx, by = curve_of(best)

@@ -25,21 +25,10 @@ from cifar_search.report._format import fmt_seconds, fmt_value, table
 from cifar_search.report._html import FigureRenderer, esc, note
 from cifar_search.report._images import misclassified_grid
 from cifar_search.report._trials import StudyData
+from cifar_search.train.data import CLASSES
 
 logger = logging.getLogger(__name__)
 
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 MAX_RUNS = 12
 _SCAN_DEPTH = 2  # runs_dir/metrics.json, runs_dir/*/metrics.json, runs_dir/*/*/metrics.json
 
@@ -184,7 +173,7 @@ def run_detail(run: Run, renderer: FigureRenderer) -> str:
         return "\n".join(parts)
     classes = run.metrics.get("classes")
     if not (isinstance(classes, list) and len(classes) == 10):
-        classes = list(CIFAR10_CLASSES)
+        classes = list(CLASSES)
     parts += [
         _training_curves(run.metrics.get("epochs"), renderer),
         _confusion(run.metrics, classes, renderer),

@@ -1,0 +1,302 @@
+"""``cifar-search auto --time T``: from nothing to a tested, exported model inside T.
+
+One knob, the wall-clock budget, as AutoGluon's ``fit(time_limit=...)``. In order:
+
+1. every check, then the data (nothing is created on disk before both pass);
+2. the study (a normal Optuna study: ``status``, ``trials``, the dashboard, ``report`` and
+   ``retrain`` read it as any other) and the time already spent on it, so a re-run after Ctrl-C
+   goes on with what is left of T;
+3. the measured speed of the strongest preset (:mod:`cifar_search.train.throughput`, cached per
+   device) and the plan (:mod:`cifar_search.search.auto_plan`), printed before anything trains;
+4. where the plan has a search: successive halving over every preset scaled to fit the final
+   training, then variants of the two best (learning rate, weight decay, label smoothing), each
+   rung a set of complete, equal-time trainings scored on the fixed validation split. The best
+   preset of a rung always goes on, so the winner at the top rung is never behind it;
+5. the final training of the winner on all training images, its epochs filling what is left of
+   T, tested once and exported by :func:`cifar_search.search.retrain.retrain` (the same run
+   folder).
+
+How well each rung predicted the next (Spearman's rho over the configs in both) is stored on
+the study (user attribute ``auto``) and in the run folder's ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from cifar_search.atomic import atomic_write_text
+from cifar_search.errors import ConfigError, StudyError
+from cifar_search.names import check_name, check_out_dir
+from cifar_search.search import auto_plan
+from cifar_search.search.auto_plan import Candidate, Plan, Rung
+from cifar_search.search.auto_search import ATTR, Search, record
+from cifar_search.search.budget import Budget
+from cifar_search.search.retrain import RetrainResult, RetrainSettings, RetrainTarget, retrain
+from cifar_search.search.space import DEFAULT_SPACE, Space, rebuild_in
+from cifar_search.search.space_file import dump_space
+from cifar_search.search.storage import default_url, open_storage
+from cifar_search.search.study import create_or_resume
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.data import CifarArrays, load_cifar10
+from cifar_search.train.loader import device_arrays
+from cifar_search.train.models import model_cost
+from cifar_search.train.presets import PRESETS, get_preset
+from cifar_search.train.runtime import Precision, Runtime, resolve_runtime
+from cifar_search.train.throughput import Rate, RateCache
+from cifar_search.train.trainer import EpochMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    time: float  # T, seconds: data loading, search, final training, test, exports
+    study: str = "auto"
+    storage: str | None = None  # default: sqlite:///studies/<study>.db
+    out: str | Path | None = None  # run folder (default: runs/<study>/auto)
+    data: str | Path | None = None
+    device: str = "auto"
+    precision: Precision = "auto"
+    seed: int = 0
+    presets: tuple[str, ...] | None = None  # candidates (default: every recipe)
+    # named recipes the candidates come from (default: the presets); tests plant their own
+    recipes: Mapping[str, TrainConfig] | None = None
+    variants: int = 1  # variants of the incumbents the lowest rung adds, per recipe
+    export: bool = True  # model.pt2 and model.onnx in the run folder
+    cache: Path | None = None  # throughput cache file (default: in the data cache folder)
+    rates: Callable[[TrainConfig], Rate] | None = None  # instead of measuring (tests, API)
+    started: float | None = None  # time.monotonic() when the command started (default: now)
+
+
+@dataclass
+class AutoResult:
+    run_dir: Path
+    plan: Plan
+    winner: str
+    test_acc: float
+    wall_s: float  # spent on this study over every run, seconds
+    retrain: RetrainResult
+    rank_correlation: list[float | None] = field(default_factory=list)
+
+
+class Clock:
+    """T and what every run of the study has spent of it."""
+
+    def __init__(self, time_s: float, spent_before: float, started: float) -> None:
+        self.time_s, self.spent_before, self.started = time_s, spent_before, started
+
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.time_s - self.spent()
+
+
+Say = Callable[[str], None]
+
+
+def run_auto(s: AutoSettings, say: Say = logger.info,
+             on_epoch: Callable[[int, int, EpochMetrics], None] | None = None) -> AutoResult:
+    """Plan T, search where it pays, train the winner on all data, test once, export."""
+    started = time.monotonic() if s.started is None else s.started
+    if s.time <= 0:
+        raise ConfigError(f"--time must be > 0 seconds, but got {s.time}.")
+    recipes = s.recipes if s.recipes is not None else {n: p.config for n, p in PRESETS.items()}
+    names = s.presets if s.presets is not None else tuple(recipes)
+    for n in names:
+        if n not in recipes:
+            get_preset(n)  # an unknown preset name lists the known ones
+            raise ConfigError(f"unknown recipe {n!r} (known: {', '.join(recipes)}).")
+    if not names:
+        raise ConfigError("auto needs at least one preset as a candidate.")
+    check_name("study", s.study)
+    if s.out is not None:
+        check_out_dir("--out", s.out)
+    runtime = resolve_runtime(s.device, s.precision)
+    arrays = load_cifar10(s.data)  # before the study: missing data creates no study file
+    study, spent_before = _open_study(s, runtime)
+    clock = Clock(s.time, spent_before, started)
+    try:
+        return _run(s, study, clock, runtime, arrays, recipes, names, say, on_epoch)
+    finally:
+        record(study, spent_s=clock.spent())
+
+
+def _open_study(s: AutoSettings, runtime: Runtime) -> tuple[optuna.Study, float]:
+    storage = open_storage(s.storage or default_url(s.study))
+    study = create_or_resume(
+        storage, s.study, sampler=optuna.samplers.RandomSampler(seed=s.seed),
+        pruner=optuna.pruners.NopPruner(), objectives=("accuracy",),
+        settings={"seed": s.seed, "space": dump_space(DEFAULT_SPACE),
+                  "created_with": json.dumps(runtime.describe()), ATTR: {"time_s": s.time}},
+    )
+    state = study.user_attrs.get(ATTR)
+    if not isinstance(state, dict):
+        raise StudyError(f"study {s.study!r} was not created by cifar-search auto: use another "
+                         "--study name.")
+    if not math.isclose(float(state.get("time_s", s.time)), s.time):
+        raise StudyError(f"study {s.study!r} was started with --time {state['time_s']:.0f} s, "
+                         f"not {s.time:.0f} s: run it again with that time to resume, or use a "
+                         "new --study.")
+    if "final" in state:
+        raise StudyError(f"study {s.study!r} is finished: its model is in "
+                         f"{state['final'].get('run_dir')}. Use a new --study to start again.")
+    return study, float(state.get("spent_s", 0.0))
+
+
+def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
+         arrays: CifarArrays, recipes: Mapping[str, TrainConfig], names: tuple[str, ...],
+         say: Say,
+         on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
+    space = DEFAULT_SPACE
+    cache = RateCache(s.cache)
+    probe_x, probe_y = device_arrays(arrays.train_x[:2048], arrays.train_y[:2048], runtime.device)
+    train_images, test_images = len(arrays.train_y), len(arrays.test_y)
+    val_images = min(auto_plan.VAL_IMAGES, train_images // 10)
+
+    def measured(name: str, cfg: TrainConfig, preset: str | None, *,
+                 now: bool = False) -> Candidate:
+        if s.rates is not None:
+            return Candidate(name, cfg, s.rates(cfg), preset)
+        rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y, fresh=now)
+        if fresh:
+            say(f"measured {name}: {rate.train:,.0f} training images/s, {rate.eval:,.0f} "
+                f"evaluation images/s")
+        return Candidate(name, cfg, rate, preset)
+
+    ordered = [n for n in auto_plan.PRIOR if n in names] + [
+        n for n in names if n not in auto_plan.PRIOR]
+    # measured now, not read from the cache: it sets the final training's epochs
+    reference = measured(ordered[0], rebuild_in(recipes[ordered[0]], space), ordered[0], now=True)
+    stored = study.user_attrs.get(ATTR, {}).get("plan")
+    if isinstance(stored, dict):
+        plan = _plan_from_dict(stored)
+        say("resuming: " + plan.describe())
+    else:
+        plan = auto_plan.plan(clock.left(), clock.time_s, reference,
+                              device=runtime.device.type, train_images=train_images,
+                              split_images=train_images - val_images, test_images=test_images,
+                              n_candidates=len(ordered) * (1 + s.variants))
+        record(study, plan=plan.as_dict(), spent_s=clock.spent())
+        say(plan.describe())
+    final_train_s = auto_plan.final_share(plan.final_s, clock.time_s, runtime.device.type,
+                                          test_images, reference.rate.eval, reference.config.tta)
+
+    def fit(name: str) -> Candidate:
+        base = rebuild_in(recipes[name], space)
+        return _scale(name, base, final_train_s, train_images, space, measured)
+
+    rhos: list[float | None] = []
+    if not plan.rungs:
+        winner, trial_number = fit(ordered[0]), None
+    else:
+        search = Search(study, space, runtime, arrays, s.seed, clock.spent, plan, say)
+        winner, trial_number, rhos = search.run([fit(n) for n in ordered])
+        record(study, rank_correlation=rhos, winner=winner.name, spent_s=clock.spent())
+    return _final(s, study, clock, runtime, winner, trial_number, plan, rhos, train_images,
+                  test_images, say, on_epoch)
+
+
+def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Space,
+           measured: Callable[[str, TrainConfig, str | None], Candidate]) -> Candidate:
+    """``base`` with the epochs that fill ``seconds``: narrower while it would get fewer than
+    ``min(its epochs, MIN_FINAL_EPOCHS)``, wider while the wider one still gets its own epochs
+    and this one more than ``MAX_EPOCH_SCALE`` times them.
+
+    Other widths' speeds are first estimated from the measured one by their FLOPs (time per
+    image in proportion), and only the width chosen is measured: one measurement, not one a
+    width, which on a 2-core CPU costs seconds each."""
+    widths = sorted(int(w) for w in space.get("width").choices)
+    cand = measured(name, base, name)
+    epochs = auto_plan.epochs_for(seconds, cand.rate, images)
+    want = min(base.epochs, auto_plan.MIN_FINAL_EPOCHS)
+    step = -1 if epochs < want else 1 if epochs > auto_plan.MAX_EPOCH_SCALE * base.epochs else 0
+    flops = model_cost(base.model)[1]
+    chosen = base
+    w = base.model.width
+    while step and w in widths and 0 <= widths.index(w) + step < len(widths):
+        w = widths[widths.index(w) + step]
+        cfg = base.replace(model=dataclasses.replace(base.model, width=w))
+        ratio = flops / model_cost(cfg.model)[1]
+        guess = Rate(cand.rate.train * ratio, cand.rate.eval * ratio)
+        e = auto_plan.epochs_for(seconds, guess, images)
+        if step > 0 and e < base.epochs:
+            break
+        chosen, epochs = cfg, e
+        if (step < 0 and epochs >= want) or (
+                step > 0 and epochs <= auto_plan.MAX_EPOCH_SCALE * base.epochs):
+            break
+    if chosen is not base:
+        other = measured(f"{name}@w{chosen.model.width}", chosen, name)
+        e = auto_plan.epochs_for(seconds, other.rate, images)
+        base_epochs = auto_plan.epochs_for(seconds, cand.rate, images)
+        # FLOPs overstate what narrowing saves where per-step costs dominate (small nets on a
+        # CPU): keep the narrower net only if, measured, it buys more epochs
+        if (step < 0 and e > base_epochs) or (step > 0 and e >= base.epochs):
+            cand, epochs = other, e
+        else:
+            epochs = base_epochs
+    return dataclasses.replace(cand, config=cand.config.replace(epochs=max(1, epochs)))
+
+
+def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
+           winner: Candidate, trial_number: int | None, plan: Plan, rhos: list[float | None],
+           train_images: int, test_images: int, say: Say,
+           on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
+    """Train the winner on all training images with the epochs that fill what is left."""
+    cfg = winner.config
+    seconds = auto_plan.final_share(clock.left(), clock.time_s, runtime.device.type,
+                                    test_images, winner.rate.eval, cfg.tta)
+    epochs, epoch_images = auto_plan.fill(seconds, winner.rate, train_images, cfg.batch_size)
+    cfg = cfg.replace(epochs=epochs)
+    source = f"auto: the epochs that fill the {max(seconds, 0):.0f} s of training left of T"
+    if epoch_images is not None:
+        source += f" ({epoch_images:,} images an epoch)"
+    preset = winner.preset if trial_number is None else None
+    record(study, budget_retrain_epochs=epochs, spent_s=clock.spent())
+    study.set_user_attr("budget", dataclasses.asdict(Budget(
+        "auto", epochs=epochs, train_subset=None, retrain_epochs=epochs, pruner="none")))
+    target = RetrainTarget(f"{winner.name} chosen by auto", "auto", cfg, source, study=study,
+                           trial_number=trial_number, preset=preset)
+    run_dir = Path(s.out) if s.out is not None else Path("runs") / study.study_name / "auto"
+    seen = epoch_images if epoch_images is not None else train_images
+    say(f"final training: {winner.name} ({cfg.model.family}, width {cfg.model.width}), "
+        f"{epochs} epochs of {seen:,} of the {train_images:,} images "
+        f"(~{winner.rate.train_seconds(seen, epochs):.0f} s), "
+        f"then the test set once and the exports; {clock.left():.0f} s of T left")
+    hook = None if on_epoch is None else (lambda seed, e, m: on_epoch(epochs, e, m))
+    result = retrain(target, RetrainSettings(seed=s.seed, out=run_dir, data=s.data,
+                                             device=s.device, precision=s.precision,
+                                             export=s.export, epoch_images=epoch_images),
+                     on_epoch=hook)
+    summary = (f"{winner.name} x {epochs} epochs; "
+               + ("no search" if not plan.rungs else f"{len(plan.rungs)} rung(s)")
+               + f"; {plan.reason}")
+    final = {"run_dir": str(result.run_dir.resolve()), "winner": winner.name,
+             "trial": trial_number, "epochs": epochs, "epoch_images": epoch_images,
+             "test_acc": result.test_acc_mean,
+             "spent_s": clock.spent()}
+    metrics_path = result.run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics["auto"] = {"time_s": clock.time_s, "spent_s": clock.spent(), "plan": plan.as_dict(),
+                       "winner": winner.name, "summary": summary, "rank_correlation": rhos}
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
+    record(study, final=final, spent_s=clock.spent())
+    return AutoResult(result.run_dir, plan, winner.name, result.test_acc_mean, clock.spent(),
+                      result, rhos)
+
+
+def _plan_from_dict(d: dict[str, Any]) -> Plan:
+    return Plan(float(d["time_s"]), float(d["left_s"]), float(d["search_s"]),
+                float(d["final_s"]), tuple(Rung(**r) for r in d.get("rungs", [])),
+                str(d.get("reason", "")), list(d.get("notes", [])))

@@ -1,0 +1,210 @@
+"""How ``auto`` spends a wall-clock budget T: the plan, from measured throughput.
+
+Everything here is arithmetic on measured :class:`~cifar_search.train.throughput.Rate`\\ s; nothing
+trains. The rules, after AutoGluon's ``time_limit`` and Hyperband / BOHB:
+
+* **The final training comes first.** Its share is what is left of T after the search, minus
+  the test evaluation (with the config's test-time augmentation), the exports and a margin.
+  Every candidate is scaled to fit it: its epochs are the ones that fill the share at its
+  measured speed; a candidate that would get fewer than ``min(its epochs, MIN_FINAL_EPOCHS)``
+  is made narrower, and one with more than ``MAX_EPOCH_SCALE`` times its own epochs wider.
+* **A search only where it can pay.** With ``T < SEARCH_MIN_REFERENCE_RUNS`` trainings of the
+  strongest preset (its own recipe, measured), any search would cut the final training by more
+  than any tuning of an already tuned recipe can win back at that budget, so the plan trains the
+  strongest preset scaled to fill T. Otherwise :data:`SEARCH_SHARE` of T goes to successive
+  halving over the presets and variants of the best of them.
+* **Rungs are equal-time, complete trainings.** Rung r trains each candidate on ``n_r`` images
+  of the 45,000 / 5,000 split for as many epochs as ``tau_r`` seconds buy at its speed (a slow
+  model gets fewer epochs, exactly as in the final training), its schedule spanning them; images
+  and time grow by :data:`ETA` a rung, and the top third goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from cifar_search.errors import ConfigError
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.throughput import Rate, tta_views
+
+# Presets by expected accuracy per unit of compute at short budgets (docs/SEEDS.md: fast94 94%
+# in 10 epochs of a 2M-param net; DavidNet 94% in 20-24 epochs of 6.5M; the custom ResNet 90% in
+# 24; ResNet-18 ~93% in 200; ...): the order in which the no-search plan and ties choose.
+PRIOR = ("fast94", "davidnet", "era-custom-resnet", "resnet18", "rdfia-alexnet", "ensta-cnn",
+         "resnet34", "resnet50", "shake-shake-26")
+SEARCH_MIN_REFERENCE_RUNS = 3.0  # T in trainings of the strongest preset before a search pays
+SEARCH_SHARE = 0.3  # of the time left, when a search pays
+ETA = 3  # successive halving: images, seconds and survivors change by this factor a rung
+N_RUNGS = 3  # rungs on split / ETA^2, split / ETA and split images (5,000 to 45,000)
+MIN_FINAL_EPOCHS = 8  # a candidate is narrowed rather than trained for fewer epochs
+MAX_EPOCH_SCALE = 3  # ... and widened rather than trained for more than 3x its own epochs
+EXPORT_SECONDS = {"cpu": 15.0, "cuda": 10.0}  # one torch.export + ONNX + checks (CPU: measured)
+MARGIN = 0.015  # of T kept back: startup, model folder writing, noise in the measured rates
+VAL_IMAGES = 5000  # validation images a rung trial is evaluated on (single view)
+FILL = 0.99  # whole epochs of all images that fill this much of the final share are kept
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``600``, ``90s``, ``10m``, ``2h``, ``1h30m`` or ``1.5h``.
+
+    Raises:
+        ConfigError: anything else, or a duration that is not positive.
+    """
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        seconds = float(t)
+    elif re.fullmatch(r"(\d+(\.\d+)?[smhd])+", t):
+        seconds = sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)([smhd])", t))
+    else:
+        raise ConfigError(f"--time must be a duration like 600, 90s, 10m, 2h or 1h30m, but got "
+                          f"{text!r}.")
+    if seconds <= 0:
+        raise ConfigError(f"--time must be > 0, but got {text!r}.")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A config that may become the final training: ``config.epochs`` fills the final share."""
+
+    name: str  # "fast94", "fast94@w48" (resized), "fast94~2" (a variant of the incumbent)
+    config: TrainConfig
+    rate: Rate
+    preset: str | None  # the preset it was scaled from, None for a variant
+
+    def final_seconds(self, images: int, test_images: int) -> float:
+        return (self.rate.train_seconds(images, self.config.epochs)
+                + self.rate.eval_seconds(test_images, tta_views(self.config.tta)))
+
+    def rung_epochs(self, rung: Rung) -> int:
+        """Epochs ``rung.seconds`` buy at this candidate's speed on ``rung.images`` (>= 1)."""
+        return max(1, math.floor(rung.seconds * self.rate.train / rung.images))
+
+
+@dataclass(frozen=True)
+class Rung:
+    images: int  # training images of the 45,000 split
+    seconds: float  # training time of one trial (its epochs follow from each candidate's speed)
+    trials: int  # candidates trained at this rung
+
+
+@dataclass(frozen=True)
+class Plan:
+    time_s: float  # T
+    left_s: float  # what was left of T when the plan was made
+    search_s: float  # planned for the search (0: none)
+    final_s: float  # planned for the final training, test evaluation and exports
+    rungs: tuple[Rung, ...] = ()
+    reason: str = ""  # why this split, for humans
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [f"time {self.time_s:.0f} s, {self.left_s:.0f} s left: search {self.search_s:.0f}"
+                 f" s, final training {self.final_s:.0f} s ({self.reason})"]
+        for i, r in enumerate(self.rungs):
+            lines.append(f"  rung {i}: {r.trials} trial(s) x {r.seconds:.0f} s of training on "
+                         f"{r.images:,} images")
+        lines += [f"  {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"time_s": self.time_s, "left_s": self.left_s, "search_s": self.search_s,
+                "final_s": self.final_s, "reason": self.reason, "notes": self.notes,
+                "rungs": [r.__dict__ for r in self.rungs]}
+
+
+def final_share(left_s: float, time_s: float, device: str, test_images: int,
+                eval_rate: float, tta: str) -> float:
+    """Seconds of training the final run gets out of ``left_s`` with no search: what is left
+    after the test set (once with the config's TTA, once with one view), the exports (the plain
+    model, and the TTA model where there is one) and the margin."""
+    views = tta_views(tta) + (1 if tta != "none" else 0)
+    exports = EXPORT_SECONDS.get(device, EXPORT_SECONDS["cpu"]) * (2 if tta != "none" else 1)
+    return left_s - exports - MARGIN * time_s - test_images * views / eval_rate
+
+
+def epochs_for(seconds: float, rate: Rate, images: int) -> int:
+    """Whole epochs of ``images`` that ``seconds`` of training buy at ``rate`` (may be 0)."""
+    return max(0, math.floor(seconds * rate.train / images))
+
+
+def fill(seconds: float, rate: Rate, images: int, batch_size: int) -> tuple[int, int | None]:
+    """``(epochs, epoch_images)`` whose training fills ``seconds`` at ``rate``: whole epochs of
+    all ``images`` where they fill at least :data:`FILL` of it, else one epoch more, each of a
+    random subset of ``epoch_images`` (whole batches), so the time is used to within a batch
+    an epoch instead of up to a whole epoch (7 epochs leave up to 14% of T unused otherwise).
+    ``epoch_images`` is None when every epoch sees all images."""
+    exact = max(seconds, 0.0) * rate.train / images  # epochs, fractional
+    whole = math.floor(exact)
+    if whole >= 1 and whole >= FILL * exact:
+        return whole, None
+    epochs = whole + 1
+    batches = max(1, math.floor(exact * images / epochs / batch_size))
+    epoch_images = batches * batch_size
+    return epochs, None if epoch_images >= images else epoch_images
+
+
+def plan(left_s: float, time_s: float, reference: Candidate, *, device: str,
+         train_images: int, split_images: int, test_images: int, n_candidates: int) -> Plan:
+    """Split what is left of T between the search and the final training.
+
+    Args:
+        left_s: seconds of T still left (data loaded, rates measured).
+        time_s: T.
+        reference: the strongest preset with its own epochs, measured.
+        device: ``cpu`` or ``cuda`` (the export time).
+        train_images: images of the final training (all training images).
+        split_images: training images of the search's split (the rest is validation).
+        test_images: images of the test evaluation.
+        n_candidates: configs the lowest rung should see (presets and variants).
+    """
+    ref = reference.config
+    train_only = final_share(left_s, time_s, device, test_images, reference.rate.eval, ref.tta)
+    if train_only <= 0:
+        raise ConfigError(f"--time {time_s:.0f} s leaves no time to train: evaluating and "
+                          f"exporting alone need about {left_s - train_only:.0f} s here.")
+    ref_run = reference.rate.train_seconds(train_images, ref.epochs)
+    runs = train_only / ref_run
+    if runs < SEARCH_MIN_REFERENCE_RUNS or n_candidates < 2:
+        return Plan(time_s, left_s, 0.0, left_s, (),
+                    f"no search: the time left holds {runs:.1f} trainings of {reference.name} "
+                    f"({ref_run:.0f} s each here); a search pays from "
+                    f"{SEARCH_MIN_REFERENCE_RUNS:g}")
+    search_s = SEARCH_SHARE * left_s
+    rungs = _rungs(search_s, n_candidates, split_images, reference)
+    if not rungs:
+        return Plan(time_s, left_s, 0.0, left_s, (),
+                    "no search: not even one rung of two trials fits the search share")
+    return Plan(time_s, left_s, search_s, left_s - search_s, rungs,
+                f"the time left holds {runs:.1f} trainings of {reference.name}; "
+                f"{SEARCH_SHARE:.0%} goes to successive halving")
+
+
+def _rungs(search_s: float, k0: int, split_images: int, ref: Candidate) -> tuple[Rung, ...]:
+    """Equal-share rungs on ``split / ETA^2``, ``split / ETA`` and all ``split`` images (5,000,
+    15,000 and 45,000 for CIFAR-10), rung r holding ``k0 / ETA^r`` trials, each ``ETA`` times
+    longer than the rung below; the top rungs are dropped while the lowest one would not give
+    the fastest candidate one epoch."""
+    images = [max(1, split_images // ETA ** (N_RUNGS - 1 - r)) for r in range(N_RUNGS)]
+    for n_rungs in range(N_RUNGS, 0, -1):
+        per_rung = search_s / n_rungs
+        eval_s = ref.rate.eval_seconds(VAL_IMAGES)
+        k = [max(1, round(k0 / ETA**r)) for r in range(n_rungs)]
+        tau0 = per_rung / k[0] - eval_s
+        if k[0] >= 2 and tau0 * ref.rate.train >= images[0]:
+            return tuple(Rung(images[r], per_rung / k[r] - eval_s, k[r]) for r in range(n_rungs))
+    return ()
+
+
+def rank_correlation(pairs: list[tuple[float, float]]) -> float | None:
+    """Spearman's rho between two fidelities' scores of the same configs (None under 3)."""
+    if len(pairs) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+    return None if rho is None or math.isnan(float(rho)) else float(rho)

@@ -1,0 +1,209 @@
+"""The search of ``auto``: successive halving over equal-time rungs, every trial a trial of the
+study (see :mod:`cifar_search.search.auto` for the whole command,
+:mod:`cifar_search.search.auto_plan` for the rungs). A recipe's variants (``name~i``) are not
+recipes: the best recipe of each rung always goes on, so the top rung compares the winner with it,
+and a variant wins only by beating it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from cifar_search.errors import DivergedError
+from cifar_search.search import auto_plan
+from cifar_search.search.auto_plan import Candidate, Plan, Rung
+from cifar_search.search.budget import Budget
+from cifar_search.search.objective import Objective, is_out_of_memory, trial_seed
+from cifar_search.search.space import Space, config_to_params, outside_space, suggest_config
+from cifar_search.train.data import CifarArrays
+from cifar_search.train.evaluation import evaluate
+from cifar_search.train.models import model_cost
+from cifar_search.train.recipe import SplitData, prepare, split
+from cifar_search.train.runtime import Runtime, versions
+from cifar_search.train.trainer import train
+
+Scores = dict[str, tuple[float, int]]  # candidate -> (validation accuracy, trial number)
+ATTR = "auto"  # study user attribute: T, time spent, the plan, the rungs, the final training
+
+
+def record(study: optuna.Study, **changes: Any) -> None:
+    """Update the study's ``auto`` user attribute."""
+    state = dict(study.user_attrs.get(ATTR) or {})
+    state.update(changes)
+    study.set_user_attr(ATTR, state)
+
+
+def is_recipe(c: Candidate) -> bool:
+    """A preset (or a planted recipe), scaled or not; not a variant of one."""
+    return c.preset is not None and "~" not in c.name
+
+
+def survivors(pool: list[Candidate], got: Scores, k: int) -> list[Candidate]:
+    """The ``k`` best of ``pool`` by score, plus the best recipe if it is not among them."""
+    ranked = sorted((c for c in pool if c.name in got), key=lambda c: -got[c.name][0])
+    keep = ranked[:k]
+    best_recipe = next((c for c in ranked if is_recipe(c)), None)
+    if best_recipe is not None and best_recipe not in keep:  # never behind the presets
+        keep.append(best_recipe)
+    return keep
+
+
+def pick_winner(pool: list[Candidate], top: Scores) -> Candidate:
+    """The best scored candidate at the top rung; a tie goes to the recipe (and then to the
+    earlier one in ``pool``, which is in prior order), so a variant must beat the recipe."""
+    scored = [c for c in pool if c.name in top]
+    if not scored:
+        raise ValueError("no candidate was scored at the top rung")
+    return max(scored, key=lambda c: (top[c.name][0], is_recipe(c), -scored.index(c)))
+
+
+class Search:
+    """Successive halving over the candidates; every trial a real trial of the study."""
+
+    def __init__(self, study: optuna.Study, space: Space, runtime: Runtime,
+                 arrays: CifarArrays, seed: int, spent: Callable[[], float], plan: Plan,
+                 say: Callable[[str], None]) -> None:
+        self.study, self.space, self.runtime, self.seed = study, space, runtime, seed
+        self.arrays, self.spent, self.plan, self.say = arrays, spent, plan, say
+        self.deadline = plan.time_s - plan.left_s + plan.search_s  # in time spent on T
+        self.done = {(t.user_attrs.get("candidate"), t.user_attrs.get("rung")): t
+                     for t in study.get_trials(deepcopy=False)
+                     if t.state == optuna.trial.TrialState.COMPLETE}
+
+    def run(self, presets: list[Candidate]) -> tuple[Candidate, int | None, list[float | None]]:
+        pool = presets
+        scores: list[dict[str, tuple[float, int]]] = []
+        for r, rung in enumerate(self.plan.rungs):
+            if r == 0:
+                got = self._rung(r, rung, pool)
+                variants = self._variants(pool, got, rung.trials - len(pool))
+                got.update(self._rung(r, rung, variants))
+                pool = pool + variants
+            else:
+                got = self._rung(r, rung, pool)
+            if not got:
+                break
+            scores.append(got)
+            pool = survivors(pool, got, self.plan.rungs[r + 1].trials
+                             if r + 1 < len(self.plan.rungs) else 1)
+        if not scores:  # not one trial finished: the strongest preset, untested
+            return presets[0], None, []
+        top = scores[-1]
+        by_name = {c.name: c for c in pool}
+        best = pick_winner(pool, top).name
+        rhos = [auto_plan.rank_correlation([(a[n][0], b[n][0]) for n in b if n in a])
+                for a, b in itertools.pairwise(scores)]
+        self.say(f"winner {best}: {100 * top[best][0]:.2f}% validation accuracy at rung "
+                 f"{len(scores) - 1} (trial {top[best][1]}); rank correlation between rungs "
+                 f"{', '.join('n/a' if r is None else f'{r:.2f}' for r in rhos) or 'n/a'}")
+        return by_name[best], top[best][1], rhos
+
+    def _variants(self, pool: list[Candidate], got: dict[str, tuple[float, int]],
+                  n: int) -> list[Candidate]:
+        """``n`` variants of the two best candidates so far: lr and weight decay times 2^U(-1,
+        1), label smoothing moved by U(-0.1, 0.1); the same model, so the same speed."""
+        ranked = sorted((c for c in pool if c.name in got), key=lambda c: -got[c.name][0])[:2]
+        rng = np.random.default_rng(self.seed)
+        out: list[Candidate] = []
+        for i in range(max(0, n) if ranked else 0):
+            parent = ranked[i % len(ranked)]
+            params = config_to_params(parent.config, self.space)
+            for key in ("lr_sgd", "lr_adam", "weight_decay"):
+                if key in params:
+                    params[key] = self._clip(key, params[key] * 2.0 ** rng.uniform(-1, 1))
+            ls = params.get("label_smoothing", 0.0) + rng.uniform(-0.1, 0.1)
+            params["use_label_smoothing"] = ls >= 0.02
+            if ls >= 0.02:
+                params["label_smoothing"] = self._clip("label_smoothing", ls)
+            else:
+                params.pop("label_smoothing", None)
+            if outside_space(params, self.space):
+                continue
+            cfg = suggest_config(optuna.trial.FixedTrial(params), self.space,
+                                 epochs=parent.config.epochs)
+            out.append(Candidate(f"{parent.name}~{i + 1}", cfg, parent.rate, parent.preset))
+        return out
+
+    def _clip(self, key: str, value: float) -> float:
+        p = self.space.get(key)
+        low, high = float(p.low or 0.0), float(p.high or value)
+        return min(max(float(value), low), high)
+
+    def _rung(self, r: int, rung: Rung, pool: list[Candidate]) -> dict[str, tuple[float, int]]:
+        got: dict[str, tuple[float, int]] = {}
+        objective: RungObjective | None = None  # its data is built at the first trial to run
+        for c in pool:
+            done = self.done.get((c.name, r))
+            if done is not None:
+                got[c.name] = (float(done.value or 0.0), done.number)
+                continue
+            if self.spent() >= self.deadline:
+                self.say(f"search time is up at rung {r}")
+                break
+            if objective is None:
+                budget = Budget("auto", epochs=1, train_subset=rung.images,
+                                val_size=auto_plan.VAL_IMAGES)
+                data = split(self.arrays, budget.data_spec(len(self.arrays.train_y)),
+                             self.runtime.device)
+                objective = RungObjective(self.space, self.runtime, self.seed, data)
+            epochs = c.rung_epochs(rung)
+            self.study.enqueue_trial(
+                config_to_params(c.config, self.space),
+                user_attrs={"candidate": c.name, "rung": r, "rung_images": rung.images,
+                            "rung_epochs": epochs, **({"preset": c.preset} if c.preset
+                                                      and "~" not in c.name else {})})
+            self.study.optimize(objective, n_trials=1, catch=(Exception,))
+            t = self.study.trials[-1]
+            record(self.study, spent_s=self.spent())
+            if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
+                got[c.name] = (float(t.value), t.number)
+                self.say(f"rung {r} trial {t.number} {c.name}: {epochs} epoch(s) on "
+                         f"{rung.images:,} images, {100 * t.value:.2f}% validation accuracy")
+            else:
+                self.say(f"rung {r} trial {t.number} {c.name}: ended "
+                         f"{t.user_attrs.get('end', t.state.name.lower())}")
+        return got
+
+
+@dataclass
+class RungObjective:
+    """One equal-time training of a rung: the trial's params at ``rung_epochs`` epochs on the
+    rung's images, scored once at the end on the validation split (single view)."""
+
+    space: Space
+    runtime: Runtime
+    seed: int
+    data: SplitData  # the rung's images and the validation split, on the device
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = suggest_config(trial, self.space, epochs=int(trial.user_attrs["rung_epochs"]))
+        seed = trial_seed(self.seed, trial.number)
+        n_params, flops = model_cost(cfg.model)
+        for key, value in {"config": cfg.to_dict(), "seed": seed, "budget": "auto",
+                           "device": self.runtime.describe(), "versions": versions(),
+                           "n_params": n_params, "flops": flops}.items():
+            trial.set_user_attr(key, value)
+        try:
+            p = prepare(cfg, self.data, self.runtime, seed=seed)
+            assert p.val_loader is not None  # the rung's budget holds out validation images
+            result = train(p.model, cfg, p.train_loader, None, self.runtime, seed=seed)
+            val_loss, val_acc = evaluate(p.model, p.val_loader, self.runtime)
+        except DivergedError as exc:
+            Objective._end(trial, "diverged", [], str(exc))
+            raise optuna.TrialPruned(f"diverged: {exc}") from None
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            Objective._end(trial, "oom", [], str(exc).splitlines()[0][:300])
+            raise optuna.TrialPruned("out of memory") from None
+        curve = [m.as_dict() for m in result.history]
+        curve[-1] |= {"val_loss": val_loss, "val_acc": val_acc}
+        trial.set_user_attr("train_seconds", sum(m.seconds for m in result.history))
+        trial.set_user_attr("images_per_s", result.images_per_s)
+        Objective._end(trial, "complete", curve, "")
+        return val_acc

@@ -1,0 +1,386 @@
+"""The training loop. Knows nothing of Optuna: progress leaves through a hook.
+
+:func:`train` runs a :class:`~cifar_search.train.config.TrainConfig` on a model with
+device-resident loaders (:class:`~cifar_search.train.loader.DeviceLoader`) and returns a
+:class:`TrainResult`. After every epoch it calls ``on_epoch_end(epoch, metrics)``; whatever that
+raises (the objective raises ``optuna.TrialPruned``) propagates unchanged. :func:`evaluate` and
+:func:`predict_logits` live in :mod:`cifar_search.train.evaluation` and are re-exported here.
+
+Device and precision come from the :class:`~cifar_search.train.runtime.Runtime` (autocast context,
+memory format), never from branches here. The running loss is accumulated on the device and
+checked for finiteness every :data:`CHECK_EVERY` steps (every step on CPU, where a ``.item()``
+costs nothing), so a diverged run raises :class:`~cifar_search.errors.DivergedError` early
+without synchronising the accelerator on every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cifar_search.errors import ConfigError, DivergedError
+from cifar_search.train import compile_cache
+from cifar_search.train.config import TrainConfig
+from cifar_search.train.evaluation import (
+    Forward,
+    Loader,
+    evaluate,
+    hard_labels,
+    logits_and_labels,
+    loss_and_accuracy,
+    place,
+    predict_logits,
+)
+from cifar_search.train.optim import build_optimizer
+from cifar_search.train.runtime import Runtime, seed_everything
+from cifar_search.train.schedules import build_scheduler
+
+__all__ = [
+    "EpochMetrics", "TrainResult", "evaluate", "init_from_data", "predict_logits", "train"
+]
+
+logger = logging.getLogger(__name__)
+
+CHECK_EVERY = 16  # steps between finiteness checks of the loss on accelerators
+INIT_IMAGES = 5000  # un-augmented training images given to ``model.init_from_data``
+
+
+class TrainLoader(Loader, Protocol):
+    """What training needs beyond :class:`Loader` (``DeviceLoader`` fits)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch. Accuracies are fractions in [0, 1]; ``val_*`` are nan without a val loader."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean training loss (label smoothing and mixing included)
+    train_acc: float  # against the argmax of soft targets
+    val_loss: float
+    val_acc: float
+    lr: float  # learning rate of the epoch's last step (first param group)
+    seconds: float  # wall time of the epoch, evaluation included
+    images_per_s: float  # training throughput (evaluation excluded)
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns; the model itself is trained in place."""
+
+    history: tuple[EpochMetrics, ...]
+    best_epoch: int  # epoch of the highest val accuracy (0 without a val loader)
+    best_val_acc: float
+    final_epoch: int  # epoch whose weights the model holds (the restored one after early stop)
+    final_val_loss: float
+    final_val_acc: float
+    seconds: float  # wall time of the whole call
+    stopped_early: bool  # early stopping ran out of patience
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    @property
+    def images_per_s(self) -> float:
+        """Mean training throughput over the epochs run."""
+        return sum(m.images_per_s for m in self.history) / max(1, len(self.history))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["history"] = [m.as_dict() for m in self.history]
+        return out | {"epochs_run": self.epochs_run, "images_per_s": self.images_per_s}
+
+
+def train(
+    model: nn.Module,
+    cfg: TrainConfig,
+    train_loader: TrainLoader,
+    val_loader: Loader | None,
+    runtime: Runtime,
+    *,
+    seed: int,
+    on_epoch_end: Callable[[int, EpochMetrics], None] | None = None,
+    max_epochs: int | None = None,
+) -> TrainResult:
+    """Train ``model`` in place for ``cfg.epochs`` (or ``max_epochs``) epochs.
+
+    The learning-rate schedule always spans ``cfg.epochs``; ``max_epochs`` only stops earlier, so
+    a short run is exactly the beginning of a full one. With ``cfg.ema_decay > 0`` the weights'
+    moving average is what is evaluated, and it is copied into ``model`` at the end. With
+    ``cfg.lookahead > 0`` the weights are pulled back to a slow copy every that many steps
+    (:class:`Lookahead`), and the last epoch of the budget ends on the slow weights. A model
+    with a ``set_epoch(epoch)`` method is told each epoch before it starts (airbench freezes
+    its whitening bias that way). With
+    ``cfg.early_stopping > 0`` (and a val loader) training stops after that many epochs without a
+    lower validation loss, and the weights of the best epoch are restored at the end.
+    With ``runtime.compile`` the forward pass is compiled once per architecture (see
+    :mod:`cifar_search.train.compile_cache`).
+
+    Args:
+        model: The network; moved to ``runtime.device`` and ``runtime.memory_format``. If it has
+            ``init_from_data(images)``, that is called once first with up to
+            :data:`INIT_IMAGES` un-augmented training images.
+        cfg: The run's configuration.
+        train_loader: Yields augmented batches; ``set_epoch`` is called before every epoch.
+        val_loader: Un-augmented batches, or None (validation metrics are then nan).
+        runtime: Device, autocast dtype, memory format, compile.
+        seed: Seeds Python, NumPy and torch at the start.
+        on_epoch_end: Called as ``on_epoch_end(epoch, metrics)``; exceptions propagate.
+        max_epochs: Stop after this many epochs (None: ``cfg.epochs``).
+
+    Returns:
+        Per-epoch history and the final and best validation metrics.
+
+    Raises:
+        DivergedError: The training loss became nan or infinite.
+    """
+    start = time.perf_counter()
+    epochs = _epochs_to_run(cfg, max_epochs)
+    seed_everything(seed)
+    place(model, runtime)
+    init_from_data(model, train_loader, runtime)
+    loop = _Loop.build(model, cfg, train_loader, runtime)
+    if cfg.early_stopping and val_loader is None:
+        logger.warning("early_stopping=%d ignored: no validation loader", cfg.early_stopping)
+    keeper = _BestKeeper(cfg.early_stopping if val_loader is not None else 0)
+    history: list[EpochMetrics] = []
+    for epoch in range(1, epochs + 1):
+        metrics = loop.epoch(epoch, val_loader)
+        history.append(metrics)
+        logger.info("epoch %d: %s", epoch, metrics)
+        stop = keeper.update(metrics, loop.eval_net)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+        if stop:
+            break
+    final_epoch = keeper.restore(loop.eval_net) or len(history)
+    if loop.eval_net is not model:  # the EMA weights, or a compiled twin's
+        model.load_state_dict(loop.eval_net.state_dict())
+    return _result(history, final_epoch, keeper.stopped, time.perf_counter() - start)
+
+
+def _epochs_to_run(cfg: TrainConfig, max_epochs: int | None) -> int:
+    if max_epochs is None:
+        return cfg.epochs
+    if max_epochs < 1:
+        raise ConfigError(f"max_epochs must be >= 1, but got {max_epochs=}.")
+    return min(cfg.epochs, max_epochs)
+
+
+def init_from_data(model: nn.Module, loader: TrainLoader, runtime: Runtime) -> None:
+    """Call ``model.init_from_data(images)`` if it exists (airbench whitening), with up to
+    :data:`INIT_IMAGES` un-augmented training images on ``runtime.device``."""
+    init = getattr(model, "init_from_data", None)
+    if init is None:
+        return
+    images = _raw_images(loader, INIT_IMAGES).to(runtime.device)
+    with torch.no_grad():
+        init(images.contiguous(memory_format=runtime.memory_format))
+
+
+def _raw_images(loader: TrainLoader, n: int) -> Tensor:
+    """Up to ``n`` un-augmented training images, float in [0, 1], ``(n, 3, 32, 32)``."""
+    x = getattr(loader, "x", None)
+    if isinstance(x, Tensor):
+        x = x[:n]
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    batches, count = [], 0  # a loader without raw arrays: take its (augmented) batches
+    for xb, _ in loader:
+        batches.append(xb)
+        count += len(xb)
+        if count >= n:
+            break
+    return torch.cat(batches)[:n]
+
+
+class _BestKeeper:
+    """Early stopping on validation loss; keeps a copy of the best weights."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.stopped = False
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, metrics: EpochMetrics, net: nn.Module) -> bool:
+        """Record an epoch; True when patience has run out."""
+        if self.patience <= 0:
+            return False
+        if metrics.val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = metrics.val_loss, metrics.epoch, 0
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        self.stopped = self.bad_epochs >= self.patience
+        return self.stopped
+
+    def restore(self, net: nn.Module) -> int:
+        """Load the best weights into ``net``; their epoch, or 0 when nothing was kept."""
+        if self.state is None:
+            return 0
+        net.load_state_dict(self.state)
+        return self.best_epoch
+
+
+@dataclass
+class _Loop:
+    """The training state of one :func:`train` call."""
+
+    cfg: TrainConfig
+    runtime: Runtime
+    loader: TrainLoader
+    net: nn.Module  # the module being trained (the caller's or a cached compiled twin)
+    forward: Forward
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    lookahead: Lookahead | None
+    steps_done: int = 0
+
+    @classmethod
+    def build(
+        cls, model: nn.Module, cfg: TrainConfig, loader: TrainLoader, runtime: Runtime
+    ) -> _Loop:
+        steps = len(loader)
+        if steps < 1:
+            raise ConfigError("the training loader yields no batches (fewer images than a batch?)")
+        net, forward = compile_cache.prepare(model, cfg.model, runtime)
+        optimizer = build_optimizer(net, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.optim, cfg.epochs, steps)
+        ema = None
+        if cfg.ema_decay > 0:
+            avg = get_ema_multi_avg_fn(cfg.ema_decay)  # type: ignore[no-untyped-call]
+            ema = AveragedModel(net, multi_avg_fn=avg, use_buffers=True)
+        lookahead = None
+        if cfg.lookahead > 0:
+            lookahead = Lookahead(net, cfg.lookahead, cfg.lookahead_decay, cfg.epochs * steps)
+        return cls(cfg, runtime, loader, net, forward, optimizer, scheduler, ema, lookahead)
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """What is evaluated and kept: the EMA weights when on, else the trained ones."""
+        return self.net if self.ema is None else self.ema.module
+
+    def epoch(self, epoch: int, val_loader: Loader | None) -> EpochMetrics:
+        start = time.perf_counter()
+        self.loader.set_epoch(epoch)
+        set_epoch = getattr(self.net, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        loss, acc, images, lr = self._train_epoch(epoch)
+        if self.lookahead is not None and epoch == self.cfg.epochs:
+            self.lookahead.finish()
+        train_s = time.perf_counter() - start
+        val_loss = val_acc = math.nan
+        if val_loader is not None:
+            fwd = self.forward if self.ema is None else self.eval_net
+            out = logits_and_labels(self.eval_net, fwd, val_loader, self.runtime, self.cfg.tta)
+            val_loss, val_acc = loss_and_accuracy(*out)
+        seconds = time.perf_counter() - start
+        return EpochMetrics(epoch, loss, acc, val_loss, val_acc, lr, seconds, images / train_s)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, int, float]:
+        """One pass; returns mean loss, accuracy, images seen and the last learning rate."""
+        device, smoothing = self.runtime.device, self.cfg.optim.label_smoothing
+        check = 1 if device.type == "cpu" else CHECK_EVERY
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        images, lr, step = 0, 0.0, 0
+        self.net.train()
+        for step, (x, target) in enumerate(self.loader, 1):
+            with self.runtime.autocast():
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+            loss_sum += loss.detach() * len(x)
+            if step % check == 0:
+                _check_finite(loss_sum, loss, epoch, step)
+            correct += (logits.argmax(1) == hard_labels(target)).sum()
+            images += len(x)
+            lr = self._step(loss)
+        _check_finite(loss_sum, loss_sum / max(images, 1), epoch, step)
+        return loss_sum.item() / images, correct.item() / images, images, lr
+
+    def _step(self, loss: Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps_done += 1
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.steps_done)
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+        return lr
+
+
+class Lookahead:
+    """Lookahead (Zhang et al., 2019) as airbench94 runs it, one sync every ``every`` steps.
+
+    A sync moves the slow copy toward the trained weights, ``slow += (1 - d) (fast - slow)``,
+    and restarts the trained weights from it, ``fast = slow``. ``d`` ramps up over the budget as
+    ``decay * (step / total_steps) ** 3``: early syncs barely hold training back, late ones
+    average out the noise of the last steps. Float buffers (batch-norm statistics) are synced
+    with the parameters. ``torch._foreach_*``: one kernel per sync for all tensors.
+    """
+
+    def __init__(self, net: nn.Module, every: int, decay: float, total_steps: int) -> None:
+        self.every, self.decay, self.total = every, decay, max(total_steps, 1)
+        self.fast = [t for t in net.state_dict().values() if t.is_floating_point()]
+        self.slow = [t.detach().clone() for t in self.fast]
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """Sync after optimiser step ``step`` (1-based) when it is a multiple of ``every``."""
+        if step % self.every:
+            return
+        d = self.decay * min(step / self.total, 1.0) ** 3
+        torch._foreach_lerp_(self.slow, self.fast, 1.0 - d)
+        torch._foreach_copy_(self.fast, self.slow)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """End on the slow weights (airbench's final ``update(decay=1.0)``)."""
+        torch._foreach_copy_(self.fast, self.slow)
+
+
+def _check_finite(total: Tensor, loss: Tensor, epoch: int, step: int) -> None:
+    if not bool(torch.isfinite(total)):
+        raise DivergedError(epoch, step, float(loss.detach().float()))
+
+
+def _result(
+    history: list[EpochMetrics], final_epoch: int, stopped: bool, seconds: float
+) -> TrainResult:
+    final = history[final_epoch - 1]
+    scored = [m for m in history if not math.isnan(m.val_acc)]
+    best = max(scored, key=lambda m: m.val_acc) if scored else None
+    return TrainResult(
+        history=tuple(history),
+        best_epoch=best.epoch if best else 0,
+        best_val_acc=best.val_acc if best else math.nan,
+        final_epoch=final_epoch,
+        final_val_loss=final.val_loss,
+        final_val_acc=final.val_acc,
+        seconds=seconds,
+        stopped_early=stopped,
+    )
