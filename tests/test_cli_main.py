@@ -55,10 +55,19 @@ def test_train_out_under_a_regular_file_is_refused_before_training(
     assert f"--out {file / 'sub'}: {file} is not a folder." in _one_line_error(capsys)
 
 
-def test_report_out_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["report", "--storage", f"sqlite:///{tmp_path}/t.db", "--out", str(tmp_path)])
+def test_report_out_is_a_folder_like_every_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    code = main(["report", "--storage", f"sqlite:///{tmp_path}/t.db", "--out", str(file)])
     assert code == 2
-    assert "is a folder, expected a file" in _one_line_error(capsys)
+    assert "exists and is not a folder" in _one_line_error(capsys)
+    code = main(["report", "--storage", f"sqlite:///{tmp_path}/t.db",
+                 "--out", str(tmp_path / "page.html")])
+    assert code == 2
+    assert f"pass --out {tmp_path}" in _one_line_error(capsys)
+    assert not (tmp_path / "page.html").exists() and not (tmp_path / "t.db").exists()
 
 
 def test_data_under_a_regular_file(tmp_path: Path, tiny_space: Path,

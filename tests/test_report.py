@@ -459,7 +459,7 @@ def test_cli_report_options(url: str, tmp_path: Path, capsys: pytest.CaptureFixt
 
     make_study(url, "named", 10, seed=7)
     write_run(tmp_path / "elsewhere" / "r1")
-    out = tmp_path / "deep" / "page.html"
+    out = tmp_path / "deep" / "named-report.html"
     argv = [
         "report",
         "--study",
@@ -467,7 +467,7 @@ def test_cli_report_options(url: str, tmp_path: Path, capsys: pytest.CaptureFixt
         "--storage",
         url,
         "--out",
-        str(out),
+        str(out.parent),
         "--runs",
         str(tmp_path / "elsewhere"),
     ]

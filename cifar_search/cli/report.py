@@ -7,12 +7,13 @@ from pathlib import Path
 
 from cifar_search.cli import _study
 from cifar_search.cli._common import add_study_args
-from cifar_search.names import check_name, check_out_file, user_path
+from cifar_search.errors import PathError
+from cifar_search.names import check_name, check_out_dir, check_out_file, user_path
 
 EPILOG = """\
 examples:
   cifar-search report                                  # studies/cifar-report.html
-  cifar-search report --study wide --out wide.html     # another study, another file
+  cifar-search report --study wide --out reports       # reports/wide-report.html
   cifar-search report --storage postgresql://u:p@host/db --runs /shared/runs/cifar
 """
 
@@ -32,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--out",
         type=Path,
-        metavar="FILE",
-        help="HTML file to write (default: studies/<study>-report.html)",
+        metavar="DIR",
+        help="folder to write <study>-report.html in, created if missing (default: studies); "
+        "a folder, as --out is for every command",
     )
     parser.add_argument(
         "--runs",
@@ -52,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _study.storage_url(args)
-    out = args.out or Path("studies") / f"{check_name('study', args.study)}-report.html"
-    runs = args.runs or Path("runs") / check_name("study", args.study)
+    name = check_name("study", args.study)
+    if args.out is not None and args.out.suffix.lower() in (".html", ".htm"):
+        raise PathError(f"--out {args.out}: --out is the folder to write the report in "
+                        f"(it is named {name}-report.html); pass --out {args.out.parent}.")
+    folder = check_out_dir("--out", args.out or Path("studies"))
+    out = folder / f"{name}-report.html"
+    runs = args.runs or Path("runs") / name
     check_out_file("--out", out)
     with user_path("--out", out):
         path = build_report(storage, args.study, out, runs_dir=runs)

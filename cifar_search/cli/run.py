@@ -99,6 +99,12 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
                    help="worker processes on this machine, >= 1 (auto: one per visible GPU, "
                    "else 1; default: this process alone)")
+    p.add_argument("--mlflow", metavar="URI",
+                   help="also log to MLflow: one run per trial (params, every epoch's metrics, "
+                   "how it ended), e.g. sqlite:///mlflow.db (needs cifar-search[mlflow])")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard runs: DIR/<study>/trial-N (per-epoch scalars, "
+                   "hparams; needs cifar-search[tensorboard])")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_device_args(p)
@@ -122,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         presets=_presets(args.enqueue_presets), max_params=args.max_params,
         max_flops=args.max_flops, objectives=objectives, keep_top_k=args.keep_top_k,
         heartbeat=args.heartbeat, oom_retry=args.oom_retry, data=args.data, device=args.device,
-        precision=args.precision, progress=not args.no_progress,
+        precision=args.precision, progress=not args.no_progress, mlflow=args.mlflow,
+        tensorboard=args.tensorboard,
     )
     if args.workers is not None:
         return _run_workers(settings, args.workers)

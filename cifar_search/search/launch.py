@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 
 from cifar_search.errors import ConfigError
-from cifar_search.names import check_name
+from cifar_search.names import check_name, check_out_dir
 from cifar_search.search.artifacts import TopKCheckpoints, artifact_dir
 from cifar_search.search.budget import Budget, get_budget
 from cifar_search.search.objective import OBJECTIVES, Constraints, Objective
@@ -37,6 +37,7 @@ from cifar_search.search.study import (
     optimize,
     retry_interrupted,
 )
+from cifar_search.search.trackers import Trackers, make_trackers
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
 from cifar_search.train.recipe import split
@@ -72,6 +73,8 @@ class SearchSettings:
     progress: bool = True
     parallel: bool | None = None  # other workers share the study (default: not SQLite)
     worker: int | None = None  # index among the local workers of `--workers N` (None: alone)
+    mlflow: str | None = None  # MLflow tracking URI: one run per trial (search.trackers)
+    tensorboard: str | Path | None = None  # folder: one TensorBoard run per trial
 
 
 @dataclass
@@ -89,6 +92,7 @@ class OpenSearch:
     enqueued: list[str]
     retried: int
     arrays: CifarArrays  # loaded and checked before the study was opened
+    trackers: Trackers  # opened before the study: a bad URI or folder creates nothing
 
     def describe(self) -> str:
         b, r = self.budget, self.runtime.describe()
@@ -148,10 +152,13 @@ class Search(OpenSearch):
         verbosity = optuna.logging.get_verbosity()
         if s.progress:  # the bar says what Optuna's per-trial INFO lines would, on one line
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+        trackers = [self.objective.tracker] if self.objective.tracker is not None else []
         try:
             return optimize(self.study, self.objective, total=s.trials, timeout=s.timeout,
-                            callbacks=[progress, *patience])
+                            callbacks=[progress, *patience, *trackers])
         finally:
+            for tracker in trackers:
+                tracker.close()
             progress.close()
             optuna.logging.set_verbosity(verbosity)
 
@@ -164,7 +171,8 @@ def prepare_search(s: SearchSettings) -> Search:
     objective = Objective(data=data, space=opened.space, budget=budget,
                           runtime=opened.runtime, study_seed=s.seed, objectives=s.objectives,
                           constraints=opened.constraints, admit=SlotClaim(s.trials),
-                          tags={"worker": worker_name(s.worker)}, oom_retry=s.oom_retry)
+                          tags={"worker": worker_name(s.worker)}, oom_retry=s.oom_retry,
+                          tracker=opened.trackers or None)
     if len(s.objectives) == 1:
         objective.on_model = TopKCheckpoints(_artifacts_for(opened.storage_url, s.study),
                                              s.keep_top_k)
@@ -205,6 +213,9 @@ def open_search(s: SearchSettings) -> OpenSearch:
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
     arrays = _checked_data(s, budget)  # before the storage: missing data creates no study file
+    if s.tensorboard is not None:
+        check_out_dir("--tensorboard", s.tensorboard)
+    trackers = make_trackers(s.study, mlflow=s.mlflow, tensorboard=s.tensorboard)
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
     seed = sampler_seed(s.seed, _n_trials(storage, s.study), s.worker, parallel=parallel)
@@ -219,7 +230,7 @@ def open_search(s: SearchSettings) -> OpenSearch:
         retried = retry_interrupted(study)
         enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
     return OpenSearch(s, study, budget, runtime, space, constraints, storage_url, enqueued,
-                      retried, arrays)
+                      retried, arrays, trackers)
 
 
 def _checked_data(s: SearchSettings, budget: Budget) -> CifarArrays:

@@ -22,6 +22,7 @@ import torch
 from cifar_search.errors import DiskFullError, DivergedError, SurplusTrial
 from cifar_search.search.budget import Budget
 from cifar_search.search.space import Space, suggest_config
+from cifar_search.search.trackers import Tracker
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.models import model_cost
 from cifar_search.train.recipe import Prepared, SplitData, prepare
@@ -104,6 +105,7 @@ class Objective:
     tags: dict[str, Any] = field(default_factory=dict)  # extra user attributes (the worker)
     # on out-of-memory, queue the same params at the next smaller batch size of the space
     oom_retry: bool = True
+    tracker: Tracker | None = None  # MLflow / TensorBoard: params, every epoch (search.trackers)
     _cost_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
     _held_between_trials: int | None = None  # CUDA bytes when this process's last trial began
     _collect_next: bool = False  # the last trial failed with its frames on a live traceback
@@ -144,6 +146,8 @@ class Objective:
                 self._end(trial, "surplus", curve, "the study's trials were all taken")
                 raise SurplusTrial(f"trial {trial.number}: the study's trials are all finished "
                                    "or running; this worker stops")
+            if self.tracker is not None:
+                self.tracker.start(trial.number, dict(trial.params))
             prepared = prepare(cfg, self.data, self.runtime, seed=seed)
             model = prepared.model
             return self._train(trial, prepared, cfg, seed, n_params, flops, curve)
@@ -223,6 +227,8 @@ class Objective:
             curve.append(m.as_dict())
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, epoch, m)
+            if self.tracker is not None:
+                self.tracker.epoch(trial.number, epoch, m.as_dict())
             if self.multi:  # Optuna cannot prune multi-objective trials
                 return
             trial.report(m.val_acc, epoch)
