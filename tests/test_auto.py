@@ -88,9 +88,9 @@ def test_auto_searches_then_trains_and_exports_the_top_rungs_winner(
     assert state["final"]["test_acc"] == pytest.approx(result.test_acc)
     assert state["spent_s"] <= 1200 and f"retrain:{best.number}" in study.user_attrs
     # the report shows the plan and how well the lower rung predicted the top one
-    report = tmp_path / "report.html"
+    report = tmp_path / "a-report.html"  # report --out is the folder it is written in
     assert main(["report", "--study", "a", "--storage", f"sqlite:///{tmp_path}/a.db", "--out",
-                 str(report), "--runs", str(tmp_path)]) == 0
+                 str(tmp_path), "--runs", str(tmp_path)]) == 0
     assert "Rank correlation between rungs (Spearman)" in report.read_text()
     with pytest.raises(StudyError, match="is finished"):  # nothing is trained twice
         run_auto(settings(tmp_path, synthetic_npz))
