@@ -39,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"study {study.study_name} ({_study.storage_url(args)})")
     if budget:
-        subset = budget.get("train_subset") or "all"
+        n = budget.get("train_subset")
+        subset = f"{n:,}" if isinstance(n, int) else "all"
         print(f"budget {budget.get('name')}: {budget.get('epochs')} epochs/trial, "
               f"{subset} training images; seed {attrs.get('seed')}")
     print(f"trials {len(study.trials)}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"time spent in trials: {time_spent(study)}")
+    spent = round(time_spent(study).total_seconds())
+    print(f"time spent in trials: {spent // 3600}:{spent % 3600 // 60:02d}:{spent % 60:02d}")
     if not best:
         print("best: no complete trial yet")
     for t in best[:10]:

@@ -50,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     cols = [c for c in ("number", "end", "val acc", "peak val", "epochs", "params", "train s",
                         "test acc", "family", "batch", "optimizer") if c in df.columns]
     with pd.option_context("display.width", 100, "display.max_columns", 30):
-        print(df[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(df[cols].head(args.top).to_string(index=False, na_rep="-",
+                                                float_format=lambda v: f"{v:.4g}"))
     return 0
