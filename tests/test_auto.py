@@ -111,6 +111,12 @@ def test_no_search_where_it_cannot_pay_trains_the_strongest_recipe(
     used = final["epochs"] * (final["epoch_images"] or 2000) / rates(shipped).train
     assert 0.85 * 400 <= used <= 400
     assert result.retrain.metrics["data"]["epoch_images"] == final["epoch_images"]
+    # paced: this machine trains far faster than the planted 20 images/s, so after the first
+    # epoch the pacer gives every later epoch all the images (whole batches) it has time for
+    data = result.retrain.metrics["data"]
+    assert data["paced"] is True and final["epoch_images_run"] == data["epoch_images_run"]
+    run = data["epoch_images_run"]
+    assert len(run) == final["epochs"] and all(n == max(run) >= run[0] for n in run[1:])
 
 
 def test_ctrl_c_in_the_final_training_resumes_within_what_is_left(

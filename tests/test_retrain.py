@@ -234,3 +234,23 @@ def test_epoch_images_trains_each_epoch_on_a_fresh_subset(data: Path, tmp_path: 
     with pytest.raises(ConfigError, match="at least one batch"):
         retrain(target, RetrainSettings(out=tmp_path / "s", data=data, device="cpu",
                                         export=False, epoch_images=100))
+
+
+def test_a_deadline_paces_the_epochs_after_the_first(data: Path, tmp_path: Path) -> None:
+    """A deadline already reached leaves every epoch after the first one batch; the schedule
+    still ends at the epoch budget and the run folder says how many images each epoch saw."""
+    import time
+
+    tiny = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
+                       batch_size=128, epochs=3)
+    target = RetrainTarget("tiny", "test", tiny, "test")
+    retrain(target, RetrainSettings(out=tmp_path / "r", data=data, device="cpu", export=False,
+                                    deadline=time.monotonic()))
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["data"]["paced"] is True
+    assert metrics["data"]["epoch_images_run"] == [1920, 128, 128]  # 2,000 images, whole batches
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert "1,920, 128, 128 images" in (tmp_path / "r" / "MODEL.md").read_text()
+    with pytest.raises(ConfigError, match="paces one seed"):
+        retrain(target, RetrainSettings(seeds=2, out=tmp_path / "s", data=data, device="cpu",
+                                        export=False, deadline=time.monotonic()))

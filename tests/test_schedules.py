@@ -120,3 +120,32 @@ def test_bad_arguments_raise() -> None:
         lr_factor(OptimConfig(), 0, 0)
     with pytest.raises(ConfigError, match="steps_per_epoch"):
         build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))]), OptimConfig(), 3, 0)
+
+
+@pytest.mark.parametrize("schedule", ["cyclic", "onecycle", "cosine", "multistep"])
+def test_progress_gives_the_fixed_step_rates_and_ends_on_budget_when_epochs_change(
+        schedule: str) -> None:
+    from cifar_search.train.schedules import Progress
+
+    cfg = OptimConfig(schedule=schedule, lr=0.4, pct_start=0.25)  # type: ignore[arg-type]
+
+    def rates(batches: list[int]) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        progress = Progress(batches[0])
+        sched = build_scheduler(opt, cfg, len(batches), progress)
+        out = []
+        for epoch, n in enumerate(batches, 1):
+            progress.start_epoch(epoch, n)
+            for _ in range(n):
+                out.append(opt.param_groups[0]["lr"])
+                opt.step()
+                progress.step()
+                sched.step()
+        return out
+
+    assert rates([6, 6, 6, 6]) == pytest.approx(_lrs(cfg, 4, 6, 24), rel=1e-9, abs=1e-12)
+    paced = rates([6, 3, 2, 4])  # a paced training: fewer batches after the first epoch
+    # the last step of the last epoch is where the fixed-step run's last step is in the budget
+    assert paced[-1] == pytest.approx(lr_factor(cfg, 4 - 1 / 4, 4, steps_per_epoch=4) * cfg.lr)
+    # epoch 2 starts where epoch 1 ended: one epoch into the budget (set on its grid)
+    assert paced[6] == pytest.approx(lr_factor(cfg, 1.0, 4, steps_per_epoch=6) * cfg.lr)

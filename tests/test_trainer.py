@@ -236,12 +236,12 @@ def test_lookahead_syncs_on_its_steps_with_a_cubic_ramp() -> None:
     net = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         net.weight.fill_(1.0)
-    la = Lookahead(net, every=2, decay=0.5, total_steps=4)
+    la = Lookahead(net, every=2, decay=0.5)
     with torch.no_grad():
         net.weight.fill_(3.0)
-    la.after_step(1)  # not a sync step: nothing moves
+    la.after_step(1, 1 / 4)  # not a sync step: nothing moves
     assert net.weight.tolist() == [[3.0, 3.0]] and la.slow[0].tolist() == [[1.0, 1.0]]
-    la.after_step(2)  # d = 0.5 * (2 / 4) ** 3 = 1 / 16: slow = 1 + (15 / 16) * 2
+    la.after_step(2, 2 / 4)  # d = 0.5 * (2 / 4) ** 3 = 1 / 16: slow = 1 + (15 / 16) * 2
     assert net.weight.tolist() == [[2.875, 2.875]] == la.slow[0].tolist()
     with torch.no_grad():
         net.weight.fill_(5.0)

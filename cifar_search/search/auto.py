@@ -273,17 +273,23 @@ def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     say(f"final training: {winner.name} ({cfg.model.family}, width {cfg.model.width}), "
         f"{epochs} epochs of {seen:,} of the {train_images:,} images "
         f"(~{winner.rate.train_seconds(seen, epochs):.0f} s), "
-        f"then the test set once and the exports; {clock.left():.0f} s of T left")
+        f"paced to end in {max(seconds, 0):.0f} s, then the test set once and the exports; "
+        f"{clock.left():.0f} s of T left")
     hook = None if on_epoch is None else (lambda seed, e, m: on_epoch(epochs, e, m))
+    # paced: the measured rate is a few seconds of batches, and a shared CPU runs an epoch
+    # 5-10% off it; after each epoch the images of the epochs left fit the time left
+    deadline = time.monotonic() + max(seconds, 0.0)
     result = retrain(target, RetrainSettings(seed=s.seed, out=run_dir, data=s.data,
                                              device=s.device, precision=s.precision,
-                                             export=s.export, epoch_images=epoch_images),
+                                             export=s.export, epoch_images=epoch_images,
+                                             deadline=deadline),
                      on_epoch=hook)
     summary = (f"{winner.name} x {epochs} epochs; "
                + ("no search" if not plan.rungs else f"{len(plan.rungs)} rung(s)")
                + f"; {plan.reason}")
     final = {"run_dir": str(result.run_dir.resolve()), "winner": winner.name,
              "trial": trial_number, "epochs": epochs, "epoch_images": epoch_images,
+             "epoch_images_run": result.metrics.get("data", {}).get("epoch_images_run"),
              "test_acc": result.test_acc_mean,
              "spent_s": clock.spent()}
     metrics_path = result.run_dir / "metrics.json"

@@ -60,6 +60,7 @@ from cifar_search.train.data import CLASSES, load_cifar10
 from cifar_search.train.export import export_model
 from cifar_search.train.model_card import model_card
 from cifar_search.train.models import count_flops, count_params
+from cifar_search.train.pacing import Pacer
 from cifar_search.train.presets import get_preset
 from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime, versions
@@ -110,6 +111,9 @@ class RetrainSettings:
     # training images an epoch, at most (None: all): each epoch a fresh random subset, so
     # ``epochs * epoch_images`` images are seen in all; ``auto`` fills its budget this way
     epoch_images: int | None = None
+    # time.monotonic() by which the training must end (one seed only): after each epoch the
+    # images of the epochs left are fitted into the time left (cifar_search.train.pacing)
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +291,8 @@ def retrain(
     if s.epoch_images is not None and s.epoch_images < target.config.batch_size:
         raise ConfigError(f"epoch_images must be at least one batch "
                           f"({target.config.batch_size}), but got {s.epoch_images}.")
+    if s.deadline is not None and s.seeds != 1:
+        raise ConfigError(f"a training deadline paces one seed, but seeds={s.seeds}.")
     start = time.perf_counter()
     cfg = target.config
     run_dir = Path(s.out) if s.out is not None else target.default_run_dir()
@@ -302,7 +308,8 @@ def retrain(
     seeds = [s.seed + i for i in range(s.seeds)]
     per_seed: list[dict[str, Any]] = []
     for seed in seeds:
-        net, logits, summary = _train_seed(cfg, data, runtime, seed, on_epoch, s.epoch_images)
+        net, logits, summary = _train_seed(cfg, data, runtime, seed, on_epoch, s.epoch_images,
+                                           s.deadline)
         per_seed.append(summary)
         if seed == seeds[0]:  # the run folder's model: the first seed, never the "best"
             model, pred = net, logits.argmax(1).numpy()
@@ -316,6 +323,8 @@ def retrain(
     _write_misclassified(run_dir, arrays.test_x, np.asarray(arrays.test_y), pred)
     about = {"source": arrays.source, "train_size": train_size, "test_size": test_size,
              "epoch_images": s.epoch_images, "validation": None,
+             "epoch_images_run": per_seed[0].get("epoch_images_run"),
+             "paced": s.deadline is not None,
              "test_set_used": "once per seed, after the last epoch"}
     metrics = _run_metrics(per_seed, target, model, about, runtime, exports)
     metrics["wall_seconds"] = time.perf_counter() - start
@@ -335,15 +344,23 @@ def retrain(
 
 def _train_seed(
     cfg: TrainConfig, data: SplitData, runtime: Runtime, seed: int, on_epoch: OnEpoch | None,
-    epoch_images: int | None = None,
+    epoch_images: int | None = None, deadline: float | None = None,
 ) -> tuple[nn.Module, Tensor, dict[str, Any]]:
     """One seed: fresh model, every epoch on all training images (or ``epoch_images`` of
-    them, a new random subset each epoch), no validation; then the test set once."""
+    them, a new random subset each epoch), no validation; then the test set once. With a
+    ``deadline`` the images of each epoch after the first are set to end the training on it."""
     p = prepare(cfg, data, runtime, seed=seed, epoch_images=epoch_images)
-    model, test_loader = p.model, p.test_loader
+    model, test_loader, loader = p.model, p.test_loader, p.train_loader
     assert test_loader is not None  # the data holds the test set (DataSpec(test=True))
+    pacer = (None if deadline is None else
+             Pacer(loader, cfg.epochs, deadline - time.monotonic(), clock=time.monotonic))
+    images_run: list[int] = []
 
     def hook(epoch: int, m: EpochMetrics) -> None:
+        batches = len(loader)
+        images_run.append(min(batches * loader.batch_size, loader.num_examples))
+        if pacer is not None:
+            pacer.after_epoch(epoch, m.seconds, batches)
         if on_epoch is not None:
             on_epoch(seed, epoch, m)
 
@@ -353,6 +370,7 @@ def _train_seed(
     curve = [{k: v for k, v in m.as_dict().items() if not k.startswith("val_")}
              for m in result.history]
     summary = {"seed": seed, "epochs": curve, "train_seconds": result.seconds,
+               "epoch_images_run": images_run,
                **seed_summary(logits, labels),
                "test_acc_single": float((single.argmax(1) == labels).float().mean())}
     logger.info("seed %d: test acc %.4f (tta %s), %.4f (one view)", seed, summary["test_acc"],

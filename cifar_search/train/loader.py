@@ -118,9 +118,14 @@ class DeviceLoader:
         """Images in the dataset (those yielded per epoch: ``len(self) * batch_size`` at most)."""
         return len(self.x)
 
-    def __len__(self) -> int:
+    @property
+    def all_batches(self) -> int:
+        """Batches of an epoch of every image (what ``max_batches`` caps)."""
         n = len(self.x)
-        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        batches = self.all_batches
         return batches if self.max_batches is None else min(batches, self.max_batches)
 
     def set_epoch(self, epoch: int) -> None:

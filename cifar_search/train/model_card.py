@@ -116,6 +116,11 @@ def model_card(metrics: Mapping[str, Any]) -> str:
     subset = (f"\n- Each epoch saw {data['epoch_images']:,} of them, a new random subset every "
               "epoch (the epochs that fit a time budget, fractional epochs spread evenly)."
               if data.get("epoch_images") else "")
+    run = data.get("epoch_images_run") or []
+    if run and data.get("paced"):
+        subset = ("\n- Paced to a time budget: after each epoch the images of the epochs left "
+                  "were fitted into the time left (a new random subset every epoch): "
+                  + ", ".join(f"{n:,}" for n in run) + " images.")
     return f"""\
 # {m.get("target", "model")}: CIFAR-10 classifier (cifar-search)
 

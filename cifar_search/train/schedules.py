@@ -6,7 +6,10 @@ even when training stops earlier, so a trial cut short after 3 of 10 epochs has 
 learning rates of the first 3 epochs of a full run (Zela et al., 2018).
 
 The trainer wraps it in :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per batch
-(:func:`build_scheduler`), so ``progress_epochs = step / steps_per_epoch``.
+(:func:`build_scheduler`), so ``progress_epochs = step / steps_per_epoch``; or, where the batches
+an epoch change between epochs (a paced training, :mod:`cifar_search.train.pacing`), it reads a
+:class:`Progress`: epochs done plus the fraction of the current epoch, so the schedule still
+ends exactly at the budget.
 
 Shapes (``p`` = progress in epochs, ``T`` = total epochs):
 
@@ -77,15 +80,45 @@ def lr_factor(
     return factor * _warmup(cfg, p)
 
 
+class Progress:
+    """Where a training is in its budget, in epochs: ``start_epoch`` before each epoch with its
+    batch count, ``step`` after each optimiser step. :attr:`epochs` is ``epoch - 1 + steps /
+    batches``, so an epoch of fewer (or more) batches than the last still moves the schedule by
+    one epoch. With the same batch count every epoch it equals ``step / steps_per_epoch``."""
+
+    def __init__(self, batches: int) -> None:
+        if batches < 1:
+            raise ConfigError(f"an epoch needs >= 1 batch, but got {batches=}.")
+        self.done, self.batches, self.steps = 0, batches, 0
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        if batches < 1:
+            raise ConfigError(f"an epoch needs >= 1 batch, but got {batches=} (epoch {epoch}).")
+        self.done, self.batches, self.steps = epoch - 1, batches, 0
+
+    def step(self) -> None:
+        self.steps += 1
+
+    @property
+    def epochs(self) -> float:
+        return self.done + self.steps / self.batches
+
+
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_epochs: int, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_epochs: int,
+    steps_per_epoch: int | Progress,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A :class:`~torch.optim.lr_scheduler.LambdaLR` over :func:`lr_factor`, stepped per batch.
 
     The optimiser's groups must hold ``cfg.lr`` (what
     :func:`~cifar_search.train.optim.build_optimizer` sets); call ``scheduler.step()`` after every
-    ``optimizer.step()``.
+    ``optimizer.step()``. Given a :class:`Progress` instead of a fixed ``steps_per_epoch``, the
+    factor is read from it (advance it before ``scheduler.step()``).
     """
+    if isinstance(steps_per_epoch, Progress):
+        progress = steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(
+            cfg, progress.epochs, total_epochs, steps_per_epoch=progress.batches))
     if steps_per_epoch < 1:
         raise ConfigError(f"steps_per_epoch must be >= 1, but got {steps_per_epoch=}.")
 

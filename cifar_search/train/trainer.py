@@ -43,7 +43,7 @@ from cifar_search.train.evaluation import (
 )
 from cifar_search.train.optim import build_optimizer
 from cifar_search.train.runtime import Runtime, seed_everything
-from cifar_search.train.schedules import build_scheduler
+from cifar_search.train.schedules import Progress, build_scheduler
 
 __all__ = [
     "EpochMetrics", "TrainResult", "evaluate", "init_from_data", "predict_logits", "train"
@@ -252,6 +252,7 @@ class _Loop:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: AveragedModel | None
     lookahead: Lookahead | None
+    progress: Progress
     steps_done: int = 0
 
     @classmethod
@@ -263,15 +264,19 @@ class _Loop:
             raise ConfigError("the training loader yields no batches (fewer images than a batch?)")
         net, forward = compile_cache.prepare(model, cfg.model, runtime)
         optimizer = build_optimizer(net, cfg.optim)
-        scheduler = build_scheduler(optimizer, cfg.optim, cfg.epochs, steps)
+        # the loader's batches an epoch may change between epochs (a paced training): the
+        # schedule follows the epochs' fractions, not a fixed step count
+        progress = Progress(steps)
+        scheduler = build_scheduler(optimizer, cfg.optim, cfg.epochs, progress)
         ema = None
         if cfg.ema_decay > 0:
             avg = get_ema_multi_avg_fn(cfg.ema_decay)  # type: ignore[no-untyped-call]
             ema = AveragedModel(net, multi_avg_fn=avg, use_buffers=True)
         lookahead = None
         if cfg.lookahead > 0:
-            lookahead = Lookahead(net, cfg.lookahead, cfg.lookahead_decay, cfg.epochs * steps)
-        return cls(cfg, runtime, loader, net, forward, optimizer, scheduler, ema, lookahead)
+            lookahead = Lookahead(net, cfg.lookahead, cfg.lookahead_decay)
+        return cls(cfg, runtime, loader, net, forward, optimizer, scheduler, ema, lookahead,
+                   progress)
 
     @property
     def eval_net(self) -> nn.Module:
@@ -281,6 +286,7 @@ class _Loop:
     def epoch(self, epoch: int, val_loader: Loader | None) -> EpochMetrics:
         start = time.perf_counter()
         self.loader.set_epoch(epoch)
+        self.progress.start_epoch(epoch, len(self.loader))
         set_epoch = getattr(self.net, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
@@ -324,10 +330,11 @@ class _Loop:
             nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
+        self.progress.step()
         self.scheduler.step()
         self.steps_done += 1
         if self.lookahead is not None:
-            self.lookahead.after_step(self.steps_done)
+            self.lookahead.after_step(self.steps_done, self.progress.epochs / self.cfg.epochs)
         if self.ema is not None:
             self.ema.update_parameters(self.net)
         return lr
@@ -338,22 +345,24 @@ class Lookahead:
 
     A sync moves the slow copy toward the trained weights, ``slow += (1 - d) (fast - slow)``,
     and restarts the trained weights from it, ``fast = slow``. ``d`` ramps up over the budget as
-    ``decay * (step / total_steps) ** 3``: early syncs barely hold training back, late ones
-    average out the noise of the last steps. Float buffers (batch-norm statistics) are synced
-    with the parameters. ``torch._foreach_*``: one kernel per sync for all tensors.
+    ``decay * fraction ** 3`` (``fraction``: of the epoch budget done): early syncs barely hold
+    training back, late ones average out the noise of the last steps. Float buffers (batch-norm
+    statistics) are synced with the parameters. ``torch._foreach_*``: one kernel per sync for
+    all tensors.
     """
 
-    def __init__(self, net: nn.Module, every: int, decay: float, total_steps: int) -> None:
-        self.every, self.decay, self.total = every, decay, max(total_steps, 1)
+    def __init__(self, net: nn.Module, every: int, decay: float) -> None:
+        self.every, self.decay = every, decay
         self.fast = [t for t in net.state_dict().values() if t.is_floating_point()]
         self.slow = [t.detach().clone() for t in self.fast]
 
     @torch.no_grad()
-    def after_step(self, step: int) -> None:
-        """Sync after optimiser step ``step`` (1-based) when it is a multiple of ``every``."""
+    def after_step(self, step: int, fraction: float) -> None:
+        """Sync after optimiser step ``step`` (1-based) when it is a multiple of ``every``;
+        ``fraction`` of the budget is done."""
         if step % self.every:
             return
-        d = self.decay * min(step / self.total, 1.0) ** 3
+        d = self.decay * min(fraction, 1.0) ** 3
         torch._foreach_lerp_(self.slow, self.fast, 1.0 - d)
         torch._foreach_copy_(self.fast, self.slow)
 
