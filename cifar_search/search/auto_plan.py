@@ -40,7 +40,9 @@ ETA = 3  # successive halving: images, seconds and survivors change by this fact
 N_RUNGS = 3  # rungs on split / ETA^2, split / ETA and split images (5,000 to 45,000)
 MIN_FINAL_EPOCHS = 8  # a candidate is narrowed rather than trained for fewer epochs
 MAX_EPOCH_SCALE = 3  # ... and widened rather than trained for more than 3x its own epochs
-EXPORT_SECONDS = {"cpu": 15.0, "cuda": 10.0}  # one torch.export + ONNX + checks (CPU: measured)
+# one torch.export + ONNX + their checks, fast94: 4.5-6 s a pair on the reference CPU (the run
+# folder's file times, three runs; 15 s before, which left 20-30 s of T unused); GPU: a guess
+EXPORT_SECONDS = {"cpu": 6.0, "cuda": 6.0}
 MARGIN = 0.015  # of T kept back: startup, model folder writing, noise in the measured rates
 VAL_IMAGES = 5000  # validation images a rung trial is evaluated on (single view)
 FILL = 0.99  # whole epochs of all images that fill this much of the final share are kept
