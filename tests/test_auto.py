@@ -166,3 +166,21 @@ def test_t_counts_from_the_process_start() -> None:
 
     age = process_age()
     assert 0.0 < age < 24 * 3600  # this test process started a little while ago
+
+
+def test_the_reference_rate_comes_from_the_cache_where_this_device_has_one(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    """A cached rate spends none of T on measuring (the final training is paced anyway)."""
+    from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
+    from cifar_search.train.runtime import resolve_runtime
+    from cifar_search.train.throughput import RateCache
+
+    cache = tmp_path / "throughput.json"
+    RateCache(cache).put(rebuild_in(RECIPES["good"], DEFAULT_SPACE),
+                         resolve_runtime("cpu", "fp32"), Rate(20.0, 1000.0))
+    said: list[str] = []
+    result = run_auto(settings(tmp_path, synthetic_npz, time=400.0, rates=None, cache=cache,
+                               presets=("good",), variants=0), say=said.append)
+    assert "cached good: 20 training images/s, 1,000 evaluation images/s" in said
+    assert not any(line.startswith("measured") for line in said)
+    assert result.plan.rungs == () and result.winner == "good"

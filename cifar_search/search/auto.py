@@ -164,20 +164,20 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
     val_images = min(auto_plan.VAL_IMAGES, train_images // 10)
 
-    def measured(name: str, cfg: TrainConfig, preset: str | None, *,
-                 now: bool = False) -> Candidate:
+    def measured(name: str, cfg: TrainConfig, preset: str | None) -> Candidate:
         if s.rates is not None:
             return Candidate(name, cfg, s.rates(cfg), preset)
-        rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y, fresh=now)
-        if fresh:
-            say(f"measured {name}: {rate.train:,.0f} training images/s, {rate.eval:,.0f} "
-                f"evaluation images/s")
+        rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y)
+        say(f"{'measured' if fresh else 'cached'} {name}: {rate.train:,.0f} training images/s, "
+            f"{rate.eval:,.0f} evaluation images/s")
         return Candidate(name, cfg, rate, preset)
 
     ordered = [n for n in auto_plan.PRIOR if n in names] + [
         n for n in names if n not in auto_plan.PRIOR]
-    # measured now, not read from the cache: it sets the final training's epochs
-    reference = measured(ordered[0], rebuild_in(recipes[ordered[0]], space), ordered[0], now=True)
+    # from the cache where this device has measured it: a measurement costs ~10 s of T on a
+    # 2-core CPU and is itself 10-25% off from run to run there, and the final training is
+    # paced to the time left anyway (cifar_search.train.pacing), so the rate only sets its plan
+    reference = measured(ordered[0], rebuild_in(recipes[ordered[0]], space), ordered[0])
     stored = study.user_attrs.get(ATTR, {}).get("plan")
     if isinstance(stored, dict):
         plan = _plan_from_dict(stored)
