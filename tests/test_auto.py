@@ -184,3 +184,27 @@ def test_the_reference_rate_comes_from_the_cache_where_this_device_has_one(
     assert "cached good: 20 training images/s, 1,000 evaluation images/s" in said
     assert not any(line.startswith("measured") for line in said)
     assert result.plan.rungs == () and result.winner == "good"
+
+
+def test_a_rung_cut_short_by_the_search_time_has_trained_the_reference_first(
+        synthetic_npz: Path) -> None:
+    """The strongest preset by prior (here the first recipe, a poor one at rung 0) goes on and
+    trains first at every later rung, so the search's time running out cannot drop it."""
+    from cifar_search.search.auto_plan import Candidate, Plan, Rung
+    from cifar_search.search.auto_search import Search
+    from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
+    from cifar_search.train.data import load_cifar10
+    from cifar_search.train.runtime import resolve_runtime
+
+    recipes = {"slow-lr": recipe(0.002), "good": recipe(0.05), "other": recipe(0.02)}
+    pool = [Candidate(n, rebuild_in(cfg, DEFAULT_SPACE), rates(cfg), n)
+            for n, cfg in recipes.items()]
+    study = optuna.create_study(direction="maximize")
+    plan = Plan(600.0, 600.0, 100.0, 500.0, (Rung(500, 1.0, 3), Rung(1000, 1.0, 2)))
+    # time is up once rung 0's three trials and one trial of rung 1 have run
+    search = Search(study, DEFAULT_SPACE, resolve_runtime("cpu", "fp32"),
+                    load_cifar10(synthetic_npz), 0,
+                    lambda: 0.0 if len(study.trials) < 4 else 1e9, plan, lambda _: None)
+    search.run(pool)
+    assert [t.user_attrs["candidate"] for t in study.trials] == [
+        "slow-lr", "good", "other", "slow-lr"]
