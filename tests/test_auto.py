@@ -181,7 +181,7 @@ def test_the_reference_rate_comes_from_the_cache_where_this_device_has_one(
     said: list[str] = []
     result = run_auto(settings(tmp_path, synthetic_npz, time=400.0, rates=None, cache=cache,
                                presets=("good",), variants=0), say=said.append)
-    assert "cached good: 20 training images/s, 1,000 evaluation images/s" in said
+    assert said.count("cached good: 20 training images/s, 1,000 evaluation images/s") == 1
     assert not any(line.startswith("measured") for line in said)
     assert result.plan.rungs == () and result.winner == "good"
 

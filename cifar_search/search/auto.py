@@ -164,12 +164,16 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
     val_images = min(auto_plan.VAL_IMAGES, train_images // 10)
 
+    told: set[str] = set()  # each rate is printed once
+
     def measured(name: str, cfg: TrainConfig, preset: str | None) -> Candidate:
         if s.rates is not None:
             return Candidate(name, cfg, s.rates(cfg), preset)
         rate, fresh = cache.rate(cfg, runtime, probe_x, probe_y)
-        say(f"{'measured' if fresh else 'cached'} {name}: {rate.train:,.0f} training images/s, "
-            f"{rate.eval:,.0f} evaluation images/s")
+        if name not in told:
+            say(f"{'measured' if fresh else 'cached'} {name}: {rate.train:,.0f} training "
+                f"images/s, {rate.eval:,.0f} evaluation images/s")
+            told.add(name)
         return Candidate(name, cfg, rate, preset)
 
     ordered = [n for n in auto_plan.PRIOR if n in names] + [

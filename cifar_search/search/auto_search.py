@@ -87,13 +87,12 @@ class Search:
         pool = presets
         scores: list[dict[str, tuple[float, int]]] = []
         for r, rung in enumerate(self.plan.rungs):
+            # the reference first: a rung cut short by the search's time keeps it
+            got = self._rung(r, rung, sorted(pool, key=lambda c: c is not presets[0]))
             if r == 0:
-                got = self._rung(r, rung, sorted(pool, key=lambda c: c is not presets[0]))
                 variants = self._variants(pool, got, rung.trials - len(pool))
                 got.update(self._rung(r, rung, variants))
                 pool = pool + variants
-            else:  # the reference first: a rung cut short by the search's time keeps it
-                got = self._rung(r, rung, sorted(pool, key=lambda c: c is not presets[0]))
             if not got:
                 break
             scores.append(got)
