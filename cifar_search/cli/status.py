@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from typing import Any
 
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"budget {budget.get('name')}: {budget.get('epochs')} epochs/trial, "
               f"{subset} training images; seed {attrs.get('seed')}")
     print(f"trials {len(study.trials)}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    spent = round(time_spent(study).total_seconds())
-    print(f"time spent in trials: {spent // 3600}:{spent % 3600 // 60:02d}:{spent % 60:02d}")
+    spent = datetime.timedelta(seconds=round(time_spent(study).total_seconds()))
+    print(f"time spent in trials: {spent}")
     if not best:
         print("best: no complete trial yet")
     for t in best[:10]:
