@@ -36,9 +36,10 @@ RECIPES = {"good": recipe(0.05), "slow-lr": recipe(0.002), "other": recipe(0.02)
 
 
 def rates(cfg: TrainConfig) -> Rate:
-    """20 images/s at width 16, falling with the square of the width: T of 1200 s then holds
-    about six trainings of a recipe, so the plan searches, and the final training is short."""
-    return Rate(train=20.0 * (16 / cfg.model.width) ** 2, eval=1000.0)
+    """60 images/s at width 16, falling with the square of the width: T of 1200 s then holds
+    about eighteen trainings of a recipe, so the plan searches (its top rung gets a recipe's own
+    epochs), 400 s do not, and the final training is short."""
+    return Rate(train=60.0 * (16 / cfg.model.width) ** 2, eval=1000.0)
 
 
 def settings(tmp_path: Path, data: Path, **kw: object) -> AutoSettings:
@@ -67,7 +68,7 @@ def test_auto_searches_then_trains_and_exports_the_top_rungs_winner(
     assert rungs[: plan.rungs[0].trials] == [0] * plan.rungs[0].trials
     assert max(rungs) == len(plan.rungs) - 1
     names = {t.user_attrs["candidate"] for t in trials}
-    assert {"good@w24", "slow-lr@w24", "other@w24"} <= names  # every recipe, scaled to fit
+    assert {"good@w32", "slow-lr@w32", "other@w32"} <= names  # every recipe, scaled to fit
     assert any("~" in n for n in names)  # and variants of the best
     for t in trials:  # ordinary trials: retrain, status and the dashboard read them
         assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["end"] == "complete"
@@ -104,8 +105,8 @@ def test_no_search_where_it_cannot_pay_trains_the_strongest_recipe(
     assert load(tmp_path).get_trials() == []
     assert "retrain:preset:good" in load(tmp_path).user_attrs
     # the final training fills its share to within a batch an epoch (fractional epochs as a
-    # random subset an epoch), not to within a whole epoch: at the planted 20 images/s, 3.x
-    # epochs of 2,000 images are due, which whole epochs would cut to 300 s of the 400
+    # random subset an epoch), not to within a whole epoch: widened to width 24 (27 images/s
+    # planted), 5.x epochs of 2,000 images are due, and the fraction is not left unused
     final = load(tmp_path).user_attrs["auto"]["final"]
     shipped = TrainConfig.from_dict(result.retrain.metrics["config"])
     used = final["epochs"] * (final["epoch_images"] or 2000) / rates(shipped).train

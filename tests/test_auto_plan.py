@@ -8,7 +8,7 @@ import pytest
 from cifar_search.errors import ConfigError
 from cifar_search.search import auto_plan
 from cifar_search.search.auto_plan import Candidate, parse_duration, plan, rank_correlation
-from cifar_search.search.auto_search import is_recipe, pick_winner, survivors
+from cifar_search.search.auto_search import is_recipe, noise, pick_winner, survivors
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.presets import get_preset
 from cifar_search.train.throughput import Rate, tta_views
@@ -44,27 +44,45 @@ def test_short_budget_trains_the_reference_without_a_search() -> None:
 
 
 def test_long_budget_searches_and_the_plan_fits_the_time_left() -> None:
-    ref = cand("fast94", rate=800.0)
-    p = plan(7190, 7200, ref, device="cpu", train_images=50_000, split_images=45_000,
+    ref = cand("fast94", rate=800.0)  # 10 epochs of 45,000 images: 562 s
+    p = plan(14_390, 14_400, ref, device="cpu", train_images=50_000, split_images=45_000,
              test_images=10_000, n_candidates=18)
-    assert p.search_s == pytest.approx(auto_plan.SEARCH_SHARE * 7190)
+    assert p.search_s == pytest.approx(auto_plan.SEARCH_SHARE * 14_390)
     assert p.search_s + p.final_s == pytest.approx(p.left_s)
     assert [r.images for r in p.rungs] == [5000, 15000, 45000]
     assert [r.trials for r in p.rungs] == [18, 6, 2]
     eval_s = ref.rate.eval_seconds(auto_plan.VAL_IMAGES)
     spent = sum(r.trials * (r.seconds + eval_s) for r in p.rungs)
     assert spent == pytest.approx(p.search_s)  # every rung gets the same share, all of it used
-    assert all(r.seconds > 0 for r in p.rungs)
-    # the reference gets at least one epoch at the lowest rung
-    assert ref.rung_epochs(p.rungs[0]) >= 1
+    # the top rung trains each finalist for at least the reference's own recipe
+    assert p.rungs[-1].seconds >= ref.rate.train_seconds(45_000, FAST94.epochs)
+    assert ref.rung_epochs(p.rungs[-1]) >= FAST94.epochs
+    assert ref.rung_epochs(p.rungs[0]) >= FAST94.epochs  # as many epochs of fewer images
 
 
-def test_fewer_rungs_when_the_lowest_would_not_hold_an_epoch() -> None:
-    slow = cand("slow", rate=40.0)  # 10 epochs of 50,000 images: 12,500 s
-    p = plan(40_000, 40_000, slow, device="cpu", train_images=50_000, split_images=45_000,
-             test_images=10_000, n_candidates=54)
-    assert p.rungs and len(p.rungs) < auto_plan.N_RUNGS
-    assert all(slow.rung_epochs(r) >= 1 for r in p.rungs)
+def test_a_search_starts_where_its_top_rung_holds_the_references_own_recipe() -> None:
+    """At T = 45 minutes on the reference CPU (fast94 at ~617 images/s, 3.2 of its trainings)
+    the lowest rung gave fast94 4-10 optimiser steps and ranked it at chance: no search there.
+    The search starts where each finalist at the top rung gets fast94's own 10 epochs."""
+    ref = cand("fast94", rate=617.0)
+
+    def search_at(time_s: float) -> auto_plan.Plan:
+        return plan(time_s - 10, time_s, ref, device="cpu", train_images=50_000,
+                    split_images=45_000, test_images=10_000, n_candidates=18)
+
+    assert search_at(2700).rungs == ()
+    floor = auto_plan.min_search_seconds(18, 45_000, ref) / auto_plan.SEARCH_SHARE + 10
+    assert 12 * 3600 > floor > 15 * ref.rate.train_seconds(50_000, 10)  # ~20 trainings: hours
+    below, above = search_at(floor - 1), search_at(floor + 1)
+    assert below.rungs == () and f"{floor / 3600:.1f} h" in below.reason
+    assert above.rungs and above.rungs[-1].seconds >= ref.rate.train_seconds(45_000, 10)
+    # a device 100 times faster searches at 10 minutes
+    fast = Candidate("fast94", FAST94, Rate(train=61_700.0, eval=140_000.0), "fast94")
+    assert plan(590, 600, fast, device="cuda", train_images=50_000, split_images=45_000,
+                test_images=10_000, n_candidates=18).rungs
+    # one candidate: nothing to compare
+    assert plan(590, 600, fast, device="cuda", train_images=50_000, split_images=45_000,
+                test_images=10_000, n_candidates=1).rungs == ()
 
 
 def test_a_budget_that_cannot_even_test_and_export_is_refused() -> None:
@@ -120,6 +138,23 @@ def test_presets_win_unless_a_variant_beats_them_at_the_top_rung() -> None:
     assert pick_winner([recipe, variant], {"fast94": (0.9, 1), "fast94~1": (0.91, 2)}) is variant
     with pytest.raises(ValueError):
         pick_winner([recipe], {})
+
+
+def test_a_lead_over_the_reference_within_the_validation_noise_keeps_the_reference() -> None:
+    """On 5,000 validation images near 90%, one standard error of a difference is 0.6 points:
+    a variant 0.5 points ahead is noise, 1 point ahead is a lead."""
+    fast94, variant = cand("fast94", preset="fast94"), cand("fast94~1", preset="fast94")
+    davidnet = cand("davidnet", preset="davidnet")
+    assert noise(0.9, 5000) == pytest.approx(0.006)
+    pool = [fast94, davidnet, variant]
+    close = {"fast94": (0.900, 1), "davidnet": (0.904, 2), "fast94~1": (0.905, 3)}
+    assert pick_winner(pool, close) is variant  # no reference given: the best score
+    assert pick_winner(pool, close, fast94, 5000) is fast94
+    ahead = {"fast94": (0.900, 1), "davidnet": (0.904, 2), "fast94~1": (0.910, 3)}
+    assert pick_winner(pool, ahead, fast94, 5000) is variant
+    assert pick_winner(pool, ahead, fast94, 1000) is fast94  # fewer images, more noise
+    unscored = {"davidnet": (0.904, 2), "fast94~1": (0.905, 3)}
+    assert pick_winner(pool, unscored, fast94, 5000) is variant  # nothing to keep
 
 
 @pytest.mark.parametrize(

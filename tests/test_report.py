@@ -6,7 +6,6 @@ import json
 import math
 import random
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -406,14 +405,36 @@ def test_bad_storage_url(bad: str, tmp_path: Path) -> None:
         build_report(bad, "cifar", tmp_path / "r.html")
 
 
-def test_3000_trials_stay_fast(tmp_path: Path) -> None:
-    """Thousands of trials: few traces, no per-trial work beyond one pass (generous bound)."""
-    storage = optuna.storages.InMemoryStorage()
-    make_study(storage, "big", 3000, epochs=20, seed=4)
-    start = time.perf_counter()
-    html = build_report(storage, "big", tmp_path / "big.html").read_text()
-    seconds = time.perf_counter() - start
-    assert seconds < 20, f"build_report took {seconds:.1f} s for 3000 trials"
+class CountingStorage(optuna.storages.InMemoryStorage):
+    """A real in-memory storage that counts the reads of trials (how ``build_report`` scales)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.all_reads = 0
+        self.one_reads = 0
+
+    def get_all_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
+        self.all_reads += 1
+        return super().get_all_trials(*args, **kwargs)
+
+    def get_trial(self, trial_id: int) -> optuna.trial.FrozenTrial:
+        self.one_reads += 1
+        return super().get_trial(trial_id)
+
+
+def test_3000_trials_are_read_as_often_as_30_and_drawn_as_few_traces(tmp_path: Path) -> None:
+    """Thousands of trials: the same few reads of them all as for a small study (the page's
+    own and Optuna's importance evaluator's), none trial by trial, a trace per state group.
+    (Its wall time is a benchmark, bench/bench_report.py, not a test: a timed test fails on a
+    loaded machine.)"""
+    reads: list[tuple[int, int]] = []
+    for n in (30, 3000):
+        storage = CountingStorage()
+        make_study(storage, "big", n, epochs=20, seed=4)
+        storage.all_reads = storage.one_reads = 0
+        html = build_report(storage, "big", tmp_path / f"big{n}.html").read_text()
+        reads.append((storage.all_reads, storage.one_reads))
+    assert reads[0] == reads[1] and reads[1][1] == 0 and reads[1][0] <= 3
     assert len(traces(section(html, "curves"))) <= 6  # one per state group, not one per trial
     assert len(traces(html)) < 20
     assert "could not be built" not in html

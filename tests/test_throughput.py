@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from cifar_search.train import throughput
@@ -47,3 +52,36 @@ def test_cache_hits_per_config_and_survives_a_corrupt_file(tmp_path: Path) -> No
     rate, fresh = RateCache(path).rate(TINY, runtime, *probe())
     assert fresh and rate.train > 0
     assert len(json.loads(path.read_text(encoding="utf-8"))) == 1
+
+
+def test_a_rate_measured_while_other_processes_were_busy_is_used_but_not_cached(
+        tmp_path: Path) -> None:
+    runtime = resolve_runtime("cpu", "fp32")
+    path = tmp_path / throughput.CACHE_NAME
+    busy = RateCache(path, watch=lambda: lambda: 0.9)  # others took 90% of the CPUs
+    rate, fresh = busy.rate(TINY, runtime, *probe())
+    assert fresh and rate.train > 0
+    assert busy.get(TINY, runtime) is None and not path.exists()
+    for others in (throughput.BUSY_LIMIT, None):  # at the limit, or not measurable: cached
+        quiet = RateCache(path, watch=lambda o=others: lambda: o)  # type: ignore[misc]
+        assert quiet.rate(TINY, runtime, *probe(), fresh=True)[1]
+        assert RateCache(path).get(TINY, runtime) is not None
+        path.unlink()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_cpu_watch_sees_other_processes_keep_the_cpus_busy() -> None:
+    """One busy-looping child per CPU of this process for ~2 s: they hold (nearly) all of them,
+    whatever else the machine runs, so the share seen is far above the cache's limit."""
+    n = len(os.sched_getaffinity(0))
+    loop = "import time\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    children = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(n)]
+    try:
+        time.sleep(0.3)  # the children are running
+        others = throughput.cpu_watch()
+        time.sleep(1.5)
+        share = others()
+    finally:
+        for c in children:
+            c.wait()
+    assert share is not None and share > 2 * throughput.BUSY_LIMIT

@@ -18,10 +18,15 @@ from cifar_search.cli._common import add_data_args, add_device_args
 EPILOG = """\
 T covers everything: loading the data, measuring this device, the search, the final training
 on all 50,000 training images, the test evaluation and the exports. The plan is printed first.
-When T holds fewer than three trainings of the strongest preset (fast94), no search can win
-back what it costs, and the plan trains that preset with the epochs that fill T; otherwise 30%
-of T goes to successive halving over every preset and variants of the best ones, and the winner
-on the validation split is trained for the rest. The test set is used once, at the end.
+A search runs only where 30% of T can give each finalist of its top rung the strongest
+preset's own recipe (fast94's 10 epochs over the 45,000-image split), with two lower rungs of
+the same total time: about twenty fast94 trainings, hours of a 2-core CPU, minutes of a GPU.
+Below that, a short search ranks configs by what learns fastest in seconds, not by what the
+final training will reach, and the plan trains the strongest preset scaled to fill T (wider if
+T holds more than three times its own epochs). With a search, every preset and variants of the
+best ones go through successive halving, and the winner on the validation split (ahead of the
+strongest preset by more than the split's noise) is trained for the rest. The test set is
+used once, at the end.
 
 The study (default 'auto', in studies/auto.db) is an ordinary study: status, trials, report,
 the dashboard and retrain read it. Ctrl-C stops; the same command again goes on with what is

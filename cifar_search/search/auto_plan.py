@@ -8,11 +8,14 @@ trains. The rules, after AutoGluon's ``time_limit`` and Hyperband / BOHB:
   Every candidate is scaled to fit it: its epochs are the ones that fill the share at its
   measured speed; a candidate that would get fewer than ``min(its epochs, MIN_FINAL_EPOCHS)``
   is made narrower, and one with more than ``MAX_EPOCH_SCALE`` times its own epochs wider.
-* **A search only where it can pay.** With ``T < SEARCH_MIN_REFERENCE_RUNS`` trainings of the
-  strongest preset (its own recipe, measured), any search would cut the final training by more
-  than any tuning of an already tuned recipe can win back at that budget, so the plan trains the
-  strongest preset scaled to fill T. Otherwise :data:`SEARCH_SHARE` of T goes to successive
-  halving over the presets and variants of the best of them.
+* **A search only where it can pay.** The top rung must train each finalist for at least the
+  strongest preset's own recipe (its epochs over the 45,000-image split, in time): below that a
+  rung's ranking says little about the final training (on the reference CPU at T = 45 minutes
+  the lowest rung gave fast94 4-10 optimiser steps and ranked it at chance, and the rank
+  correlation between the two lowest rungs was 0.31-0.54), while the search's share is taken
+  from the final training of a recipe that gains with every epoch. With :data:`SEARCH_SHARE`
+  of T and three rungs that is about twenty trainings of the strongest preset: hours of a
+  2-core CPU, minutes of a GPU. Below it the plan trains the strongest preset scaled to fill T.
 * **Rungs are equal-time, complete trainings.** Rung r trains each candidate on ``n_r`` images
   of the 45,000 / 5,000 split for as many epochs as ``tau_r`` seconds buy at its speed (a slow
   model gets fewer epochs, exactly as in the final training), its schedule spanning them; images
@@ -34,7 +37,6 @@ from cifar_search.train.throughput import Rate, tta_views
 # 24; ResNet-18 ~93% in 200; ...): the order in which the no-search plan and ties choose.
 PRIOR = ("fast94", "davidnet", "era-custom-resnet", "resnet18", "rdfia-alexnet", "ensta-cnn",
          "resnet34", "resnet50", "shake-shake-26")
-SEARCH_MIN_REFERENCE_RUNS = 3.0  # T in trainings of the strongest preset before a search pays
 SEARCH_SHARE = 0.3  # of the time left, when a search pays
 ETA = 3  # successive halving: images, seconds and survivors change by this factor a rung
 N_RUNGS = 3  # rungs on split / ETA^2, split / ETA and split images (5,000 to 45,000)
@@ -173,35 +175,55 @@ def plan(left_s: float, time_s: float, reference: Candidate, *, device: str,
                           f"exporting alone need about {left_s - train_only:.0f} s here.")
     ref_run = reference.rate.train_seconds(train_images, ref.epochs)
     runs = train_only / ref_run
-    if runs < SEARCH_MIN_REFERENCE_RUNS or n_candidates < 2:
-        return Plan(time_s, left_s, 0.0, left_s, (),
-                    f"no search: the time left holds {runs:.1f} trainings of {reference.name} "
-                    f"({ref_run:.0f} s each here); a search pays from "
-                    f"{SEARCH_MIN_REFERENCE_RUNS:g}")
+    held = (f"the time left holds {runs:.1f} trainings of {reference.name} ({ref_run:.0f} s "
+            "each here)")
+    if n_candidates < 2:
+        return Plan(time_s, left_s, 0.0, left_s, (), f"no search: one candidate; {held}")
     search_s = SEARCH_SHARE * left_s
     rungs = _rungs(search_s, n_candidates, split_images, reference)
     if not rungs:
+        need = min_search_seconds(n_candidates, split_images, reference) / SEARCH_SHARE
         return Plan(time_s, left_s, 0.0, left_s, (),
-                    "no search: not even one rung of two trials fits the search share")
+                    f"no search: {held}; a search whose top rung trains its finalists for "
+                    f"{reference.name}'s own {ref.epochs} epochs needs T of about "
+                    f"{_hours(need + time_s - left_s)} here")
     return Plan(time_s, left_s, search_s, left_s - search_s, rungs,
-                f"the time left holds {runs:.1f} trainings of {reference.name}; "
-                f"{SEARCH_SHARE:.0%} goes to successive halving")
+                f"{held}; {SEARCH_SHARE:.0%} goes to successive halving")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _ladder(k0: int, split_images: int) -> tuple[list[int], list[int]]:
+    """Images and trials of the rungs: ``split / ETA^2``, ``split / ETA`` and all ``split``
+    images (5,000, 15,000 and 45,000 for CIFAR-10), rung r holding ``k0 / ETA^r`` trials."""
+    images = [max(1, split_images // ETA ** (N_RUNGS - 1 - r)) for r in range(N_RUNGS)]
+    return images, [max(1, round(k0 / ETA**r)) for r in range(N_RUNGS)]
+
+
+def min_search_seconds(k0: int, split_images: int, ref: Candidate) -> float:
+    """The least search time the rungs can do with (inf: fewer than two candidates): each rung
+    gets the same share, enough that the lowest gives the reference one epoch and the top one
+    gives each of its trials the reference's own recipe (its epochs over the split), both plus
+    the validation pass. Fewer rungs would not be cheaper: the top rung would hold more trials
+    of the same length."""
+    images, k = _ladder(k0, split_images)
+    if k[0] < 2:
+        return math.inf
+    eval_s = ref.rate.eval_seconds(VAL_IMAGES)
+    own = ref.rate.train_seconds(split_images, ref.config.epochs)
+    return N_RUNGS * max(k[0] * (images[0] / ref.rate.train + eval_s), k[-1] * (own + eval_s))
 
 
 def _rungs(search_s: float, k0: int, split_images: int, ref: Candidate) -> tuple[Rung, ...]:
-    """Equal-share rungs on ``split / ETA^2``, ``split / ETA`` and all ``split`` images (5,000,
-    15,000 and 45,000 for CIFAR-10), rung r holding ``k0 / ETA^r`` trials, each ``ETA`` times
-    longer than the rung below; the top rungs are dropped while the lowest one would not give
-    the fastest candidate one epoch."""
-    images = [max(1, split_images // ETA ** (N_RUNGS - 1 - r)) for r in range(N_RUNGS)]
-    for n_rungs in range(N_RUNGS, 0, -1):
-        per_rung = search_s / n_rungs
-        eval_s = ref.rate.eval_seconds(VAL_IMAGES)
-        k = [max(1, round(k0 / ETA**r)) for r in range(n_rungs)]
-        tau0 = per_rung / k[0] - eval_s
-        if k[0] >= 2 and tau0 * ref.rate.train >= images[0]:
-            return tuple(Rung(images[r], per_rung / k[r] - eval_s, k[r]) for r in range(n_rungs))
-    return ()
+    """Equal-share rungs (:func:`_ladder`), each ``ETA`` times longer a trial than the rung
+    below, or none where ``search_s`` is under :func:`min_search_seconds`."""
+    if search_s < min_search_seconds(k0, split_images, ref):
+        return ()
+    images, k = _ladder(k0, split_images)
+    per_rung, eval_s = search_s / N_RUNGS, ref.rate.eval_seconds(VAL_IMAGES)
+    return tuple(Rung(images[r], per_rung / k[r] - eval_s, k[r]) for r in range(N_RUNGS))
 
 
 def rank_correlation(pairs: list[tuple[float, float]]) -> float | None:

@@ -10,7 +10,10 @@ A measurement runs at the config's own batch size (capped at :data:`MAX_BATCH`):
 GPU depends on it, and on a CPU a few steps of the real batch agree with whole epochs better
 than small batches do. Figures are cached in
 ``<cache>/throughput.json`` under the device name, precision, memory format, torch version and
-the model and batch, so a second plan on the same machine measures nothing.
+the model and batch, so a second plan on the same machine measures nothing. A measurement
+taken while other processes kept this process's CPUs busy (:func:`cpu_watch`: a test run, a
+second training) is used for the plan in hand, which runs on the machine as it is, but not
+cached: a rate measured 2-3x low would otherwise plan every later run on a quiet machine.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +45,10 @@ TIMED_SECONDS = 3.0  # about this long a timed difference of steps (see measure)
 MIN_STEPS, MAX_STEPS = 2, 32  # timed extra steps, at least and at most
 CACHE_NAME = "throughput.json"
 METHOD = 4  # in the cache key: figures measured another way are not reused
+# of this process's CPUs' time that other processes may have used while it measured, at most,
+# for the rate to be cached (a 2.5-minute test run beside a measurement took ~50% and made the
+# rates 2-3x low; an idle machine's background is a few %)
+BUSY_LIMIT = 0.25
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,43 @@ def measure(cfg: TrainConfig, runtime: Runtime, x: torch.Tensor, y: torch.Tensor
     return Rate(train=train_rate, eval=eval_rate)
 
 
+def _cpu_seconds() -> tuple[float, float, int] | None:
+    """(busy seconds of the CPUs this process may run on, this process's CPU seconds, their
+    number), from ``/proc/stat``; None where there is no such file (not Linux)."""
+    try:
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        ticks = 0
+        with open("/proc/stat", encoding="ascii") as fh:
+            for line in fh:
+                name, *fields = line.split()
+                if name in cpus:  # user nice system idle iowait irq softirq steal: busy ones
+                    v = [int(f) for f in fields[:8]]
+                    ticks += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        own = os.times()
+        return ticks / os.sysconf("SC_CLK_TCK"), own.user + own.system, len(cpus)
+    except (OSError, AttributeError, ValueError, IndexError):
+        return None
+
+
+def cpu_watch() -> Callable[[], float | None]:
+    """Start watching this process's CPUs; the function returned gives the share of their time
+    that other processes have used since (0: only this process ran; None: not measurable here).
+
+    Hand-written from ``/proc/stat`` since psutil is not a dependency and ``os.getloadavg`` is a
+    1-minute average that still counts a training that just ended and misses one that just
+    began."""
+    start, t0 = _cpu_seconds(), time.perf_counter()
+
+    def others() -> float | None:
+        end, wall = _cpu_seconds(), time.perf_counter() - t0
+        if start is None or end is None or wall <= 0:
+            return None
+        busy = (end[0] - start[0]) - (end[1] - start[1])
+        return min(max(busy / (wall * end[2]), 0.0), 1.0)
+
+    return others
+
+
 def _sync(runtime: Runtime) -> None:
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
@@ -112,8 +158,10 @@ class RateCache:
     """``throughput.json``: measured :class:`Rate` per device and config, read and written
     whole (a few kB). A corrupt file is ignored and rewritten, never an error."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *,
+                 watch: Callable[[], Callable[[], float | None]] = cpu_watch) -> None:
         self.path = path if path is not None else self.default_path()
+        self.watch = watch
         self._entries: dict[str, dict[str, float]] = self._read()
 
     @staticmethod
@@ -152,11 +200,18 @@ class RateCache:
     def rate(self, cfg: TrainConfig, runtime: Runtime, x: torch.Tensor, y: torch.Tensor, *,
              fresh: bool = False) -> tuple[Rate, bool]:
         """The cached rate of ``cfg``, or (none cached, or ``fresh``) a measurement now, which
-        is what the plan uses and is cached. Returns ``(rate, measured_now)``. A machine busy
-        with other work measures slower: a fresh measurement plans for the machine as it is."""
+        is what the plan uses and is cached unless other processes used more than
+        :data:`BUSY_LIMIT` of the CPUs meanwhile. Returns ``(rate, measured_now)``."""
         hit = None if fresh else self.get(cfg, runtime)
         if hit is not None:
             return hit, False
+        others = self.watch()
         rate = measure(cfg, runtime, x, y)
-        self.put(cfg, runtime, rate)
+        busy = others()
+        if busy is not None and busy > BUSY_LIMIT:
+            logger.warning("other processes used %.0f%% of the CPUs while %s was measured: its "
+                           "rate (%.0f images/s) is used now but not cached", 100 * busy,
+                           cfg.model.family, rate.train)
+        else:
+            self.put(cfg, runtime, rate)
         return rate, True
