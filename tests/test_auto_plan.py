@@ -160,19 +160,20 @@ def test_a_lead_over_the_reference_within_the_validation_noise_keeps_the_referen
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
-        (100.0, (10, None)),  # exactly 10 epochs of all images
-        (100.5, (10, None)),  # 10 epochs fill 99.5%: kept whole
-        (107.0, (11, 9700)),  # 10.7 epochs: 11 of 9,700 images (97 batches of 100)
+        (100.0, (11, 9000)),  # 10 epochs' images as 11 epochs of 9,000 (90 batches of 100)
+        (107.0, (12, 8900)),  # 10.7 epochs: 12 of 8,900
         (35.0, (4, 8700)),  # 3.5 epochs: 4 of 8,700
         (4.0, (1, 4000)),  # under one epoch: one epoch of a subset
         (0.0, (1, 100)),  # nothing left: one batch
     ],
 )
-def test_fill_uses_the_share_to_within_a_batch_an_epoch(
+def test_fill_uses_the_share_to_within_a_batch_an_epoch_with_room_to_grow(
     seconds: float, expected: tuple[int, int | None]
 ) -> None:
     rate = Rate(train=1000.0, eval=5000.0)  # 10,000 images: 10 s an epoch
     epochs, epoch_images = auto_plan.fill(seconds, rate, 10_000, 100)
     assert (epochs, epoch_images) == expected
     used = epochs * (epoch_images or 10_000) / rate.train
-    assert used <= max(seconds, 0.1) and (seconds == 0 or used >= 0.99 * seconds)
+    assert used <= max(seconds, 0.1) and (seconds == 0 or used >= 0.98 * seconds)
+    if seconds >= 10:  # a machine up to HEADROOM faster than measured still fills the time
+        assert epochs * 10_000 / rate.train >= (1 + auto_plan.HEADROOM) * seconds - 1e-9

@@ -1,8 +1,8 @@
 """The benchmark scripts run end to end on the CPU: ``bench_gpu.py`` modes with ``--tiny``,
 ``bench_cpu.py --quick``, as subprocesses on a generated data set, printing their tables.
 
-``bench_loader.py`` likewise. They prove the scripts work where no GPU is lent; the numbers they
-print mean nothing.
+``bench_loader.py`` and ``bench_report.py`` likewise. They prove the scripts work where no GPU
+is lent; the numbers they print mean nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ def test_bench_loader_times_a_preset_epoch_both_ways(synthetic_npz: Path) -> Non
     assert [r.split("|")[2].strip() for r in rows] == [
         "DeviceLoader + BatchAugment", "DataLoader, PIL, 2 workers", "DataLoader, PIL, 0 workers"]
     assert all(float(r.split("|")[4]) > 0 for r in rows)
+
+
+def test_bench_report_times_both_storages() -> None:
+    out = _run("bench_report.py", "--trials", "40", "--epochs", "3")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| in memory")
+            or line.startswith("| SQLite")]
+    assert [r[1].strip() for r in rows] == ["in memory", "SQLite"]
+    assert all(r[2].strip() == "40" and float(r[4]) >= 0 and float(r[5]) > 0 for r in rows)
 
 
 def test_bench_cpu_quick_prints_every_setting(synthetic_npz: Path, tmp_path: Path) -> None:

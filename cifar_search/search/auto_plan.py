@@ -49,7 +49,10 @@ EXPORT_SECONDS = {"cpu": 6.0, "cuda": 6.0}
 # paced, so the training rate's error no longer needs a margin)
 MARGIN = 0.01
 VAL_IMAGES = 5000  # validation images a rung trial is evaluated on (single view)
-FILL = 0.99  # whole epochs of all images that fill this much of the final share are kept
+# epochs planned beyond what the final share's images need, their images an epoch cut to
+# match: the pacer's room to give a faster machine more images (a shared 2-core CPU runs 5-10%
+# off its measured speed, bench/RESULTS.md)
+HEADROOM = 0.1
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -139,16 +142,16 @@ def epochs_for(seconds: float, rate: Rate, images: int) -> int:
 
 
 def fill(seconds: float, rate: Rate, images: int, batch_size: int) -> tuple[int, int | None]:
-    """``(epochs, epoch_images)`` whose training fills ``seconds`` at ``rate``: whole epochs of
-    all ``images`` where they fill at least :data:`FILL` of it, else one epoch more, each of a
-    random subset of ``epoch_images`` (whole batches), so the time is used to within a batch
-    an epoch instead of up to a whole epoch (7 epochs leave up to 14% of T unused otherwise).
-    ``epoch_images`` is None when every epoch sees all images."""
+    """``(epochs, epoch_images)`` whose training fills ``seconds`` at ``rate``, with room to
+    grow: :data:`HEADROOM` more epochs than the images need, each of a random subset of
+    ``epoch_images`` (whole batches), so the pacer (``cifar_search.train.pacing``), which may
+    give an epoch anything from one batch to all images, can follow a machine that runs faster
+    than measured as well as one that runs slower. Whole epochs of all images could only shrink:
+    a 45-minute run whose AlexNet trained ~5% faster than its cached rate ended 120 s early.
+    ``epoch_images`` is None when every epoch sees all images (under one epoch's time: one
+    epoch of a subset)."""
     exact = max(seconds, 0.0) * rate.train / images  # epochs, fractional
-    whole = math.floor(exact)
-    if whole >= 1 and whole >= FILL * exact:
-        return whole, None
-    epochs = whole + 1
+    epochs = max(1, math.ceil(exact * (1 + HEADROOM) - 1e-9))
     batches = max(1, math.floor(exact * images / epochs / batch_size))
     epoch_images = batches * batch_size
     return epochs, None if epoch_images >= images else epoch_images
