@@ -117,13 +117,16 @@ def _cpu_seconds() -> tuple[float, float, int] | None:
     number), from ``/proc/stat``; None where there is no such file (not Linux)."""
     try:
         cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-        ticks = 0
+        ticks, seen = 0, 0
         with open("/proc/stat", encoding="ascii") as fh:
             for line in fh:
                 name, *fields = line.split()
                 if name in cpus:  # user nice system idle iowait irq softirq steal: busy ones
                     v = [int(f) for f in fields[:8]]
                     ticks += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                    seen += 1
+        if seen != len(cpus):  # a /proc/stat that does not list this process's CPUs
+            return None
         own = os.times()
         return ticks / os.sysconf("SC_CLK_TCK"), own.user + own.system, len(cpus)
     except (OSError, AttributeError, ValueError, IndexError):
