@@ -9,6 +9,7 @@ from cifar_search.errors import ConfigError
 from cifar_search.search import auto_plan
 from cifar_search.search.auto_plan import Candidate, parse_duration, plan, rank_correlation
 from cifar_search.search.auto_search import is_recipe, noise, pick_winner, survivors
+from cifar_search.search.progress import duration
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.presets import get_preset
 from cifar_search.train.throughput import Rate, tta_views
@@ -74,7 +75,7 @@ def test_a_search_starts_where_its_top_rung_holds_the_references_own_recipe() ->
     floor = auto_plan.min_search_seconds(18, 45_000, ref) / auto_plan.SEARCH_SHARE + 10
     assert 12 * 3600 > floor > 15 * ref.rate.train_seconds(50_000, 10)  # ~20 trainings: hours
     below, above = search_at(floor - 1), search_at(floor + 1)
-    assert below.rungs == () and f"{floor / 3600:.1f} h" in below.reason
+    assert below.rungs == () and duration(floor) in below.reason
     assert above.rungs and above.rungs[-1].seconds >= ref.rate.train_seconds(45_000, 10)
     # a device 100 times faster searches at 10 minutes
     fast = Candidate("fast94", FAST94, Rate(train=61_700.0, eval=140_000.0), "fast94")

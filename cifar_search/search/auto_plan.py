@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from cifar_search.errors import ConfigError
+from cifar_search.search.progress import duration
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.throughput import Rate, tta_views
 
@@ -147,7 +148,7 @@ def fill(seconds: float, rate: Rate, images: int, batch_size: int) -> tuple[int,
     ``epoch_images`` (whole batches), so the pacer (``cifar_search.train.pacing``), which may
     give an epoch anything from one batch to all images, can follow a machine that runs faster
     than measured as well as one that runs slower. Whole epochs of all images could only shrink:
-    a 45-minute run whose AlexNet trained ~5% faster than its cached rate ended 120 s early.
+    two 45-minute runs that trained faster than their rates ended 150 s early.
     ``epoch_images`` is None when every epoch sees all images (under one epoch's time: one
     epoch of a subset)."""
     exact = max(seconds, 0.0) * rate.train / images  # epochs, fractional
@@ -189,13 +190,9 @@ def plan(left_s: float, time_s: float, reference: Candidate, *, device: str,
         return Plan(time_s, left_s, 0.0, left_s, (),
                     f"no search: {held}; a search whose top rung trains its finalists for "
                     f"{reference.name}'s own {ref.epochs} epochs needs T of about "
-                    f"{_hours(need + time_s - left_s)} here")
+                    f"{duration(need + time_s - left_s)} here")
     return Plan(time_s, left_s, search_s, left_s - search_s, rungs,
                 f"{held}; {SEARCH_SHARE:.0%} goes to successive halving")
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _ladder(k0: int, split_images: int) -> tuple[list[int], list[int]]:

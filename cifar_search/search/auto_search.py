@@ -24,7 +24,7 @@ from cifar_search.search.space import Space, config_to_params, outside_space, su
 from cifar_search.train.data import CifarArrays
 from cifar_search.train.evaluation import evaluate
 from cifar_search.train.models import model_cost
-from cifar_search.train.recipe import SplitData, prepare, split
+from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
 from cifar_search.train.runtime import Runtime, versions
 from cifar_search.train.trainer import train
 
@@ -90,6 +90,14 @@ def pick_winner(pool: list[Candidate], top: Scores, reference: Candidate | None 
     return best
 
 
+def rung_data(images: int | None, n_train: int) -> DataSpec:
+    """What a rung trial trains on (``images`` of the split) and is scored on: the fixed
+    validation split of :data:`~cifar_search.search.auto_plan.VAL_IMAGES` (a tenth of a
+    smaller training set), the same at every rung."""
+    return Budget("auto", epochs=1, train_subset=images,
+                  val_size=auto_plan.VAL_IMAGES).data_spec(n_train)
+
+
 class Search:
     """Successive halving over the candidates; every trial a real trial of the study."""
 
@@ -122,7 +130,7 @@ class Search:
             return presets[0], None, []
         top = scores[-1]
         by_name = {c.name: c for c in pool}
-        val_images = min(auto_plan.VAL_IMAGES, len(self.arrays.train_y) // 10)
+        val_images = rung_data(None, len(self.arrays.train_y)).val_size or 0
         best = pick_winner(pool, top, presets[0], val_images).name
         rhos = [auto_plan.rank_correlation([(a[n][0], b[n][0]) for n in b if n in a])
                 for a, b in itertools.pairwise(scores)]
@@ -179,9 +187,7 @@ class Search:
                 self.say(f"search time is up at rung {r}")
                 break
             if objective is None:
-                budget = Budget("auto", epochs=1, train_subset=rung.images,
-                                val_size=auto_plan.VAL_IMAGES)
-                data = split(self.arrays, budget.data_spec(len(self.arrays.train_y)),
+                data = split(self.arrays, rung_data(rung.images, len(self.arrays.train_y)),
                              self.runtime.device)
                 objective = RungObjective(self.space, self.runtime, self.seed, data)
             epochs = c.rung_epochs(rung)
