@@ -39,7 +39,7 @@ from cifar_search.errors import ConfigError, StudyError
 from cifar_search.names import check_name, check_out_dir
 from cifar_search.search import auto_plan
 from cifar_search.search.auto_plan import Candidate, Plan, Rung
-from cifar_search.search.auto_search import ATTR, Search, record
+from cifar_search.search.auto_search import ATTR, Search, record, rung_data
 from cifar_search.search.budget import Budget
 from cifar_search.search.retrain import RetrainResult, RetrainSettings, RetrainTarget, retrain
 from cifar_search.search.space import DEFAULT_SPACE, Space, rebuild_in
@@ -162,7 +162,7 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     cache = RateCache(s.cache)
     probe_x, probe_y = device_arrays(arrays.train_x[:2048], arrays.train_y[:2048], runtime.device)
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
-    val_images = min(auto_plan.VAL_IMAGES, train_images // 10)
+    val_images = rung_data(None, train_images).val_size or 0
 
     told: set[str] = set()  # each rate is printed once
 
