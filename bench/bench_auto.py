@@ -1,13 +1,11 @@
 """Does the search earn its compute? Three arms at one wall-clock budget T, test accuracy each.
 
 1. ``auto``:   ``cifar-search auto --time T`` (search and final training planned inside T);
-2. ``preset``: the best preset, fast94, retrained on all 50,000 images with the epochs that fill
-   T (``retrain --preset fast94 --epochs E``). E is computed before the arm starts, outside its
-   clock, by the arithmetic ``auto`` uses: fast94's speed measured on this machine, T less the
-   test passes, the exports and the margin (``--preset-epochs N`` fixes it instead). It is the
-   strongest fair baseline: what a user who knew this machine's speed would type;
-3. ``today``:  ``run --budget cpu --timeout 0.7 T`` then ``retrain best`` with the epochs that
-   fill the rest of T (from the best trial's measured images/s).
+2. ``preset``: the best preset, fast94, at its own width, retrained on all 50,000 images for T
+   (``retrain --preset fast94 --time T``: its epochs planned from its speed on this machine and
+   paced to end on T, as ``auto``'s final training is; ``--preset-epochs N`` gives
+   ``retrain --preset fast94 --epochs N`` instead, the whole epochs a user would type);
+3. ``today``:  ``run --budget cpu --timeout 0.7 T`` then ``retrain best --time`` the rest of T.
 
 Every arm is the real CLI in a subprocess, in its own folder under ``--work``; wall time is the
 whole arm (data loading, search, training, test evaluation, exports). Test accuracy is read from
@@ -24,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import subprocess
@@ -35,8 +32,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO / "bench" / "auto_results.jsonl"
-RETRAIN_OVERHEAD_S = 60.0  # data load + test evaluation with TTA + exports, reference CPU
-STARTUP_S = 10.0  # interpreter, imports and data loading of a retrain, reference CPU
 
 
 def cli(*args: str) -> list[str]:
@@ -60,42 +55,17 @@ def metrics_of(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def preset_epochs(args: argparse.Namespace) -> int:
-    """The epochs of ``args.preset`` that fill T on this machine, as ``auto`` plans them."""
-    from cifar_search.search import auto_plan
-    from cifar_search.train.data import load_cifar10
-    from cifar_search.train.loader import device_arrays
-    from cifar_search.train.presets import get_preset
-    from cifar_search.train.runtime import configure_cpu_threads, resolve_runtime
-    from cifar_search.train.throughput import measure
-
-    configure_cpu_threads()
-    cfg = get_preset(args.preset).config
-    runtime = resolve_runtime("auto", "auto")
-    arrays = load_cifar10(args.data)
-    x, y = device_arrays(arrays.train_x[:2048], arrays.train_y[:2048], runtime.device)
-    rate = measure(cfg, runtime, x, y)
-    # the epochs whose predicted wall time comes closest to T, up to 4% over (as a user who
-    # fills T by hand would pick them: a whole epoch is ~17% of T for fast94 on 2 cores)
-    seconds = auto_plan.final_share(1.04 * args.time - STARTUP_S, args.time,
-                                    runtime.device.type, len(arrays.test_y), rate.eval, cfg.tta)
-    epochs = max(1, auto_plan.epochs_for(seconds, rate, len(arrays.train_y)))
-    print(f"{args.preset}: {rate.train:,.0f} training images/s, {rate.eval:,.0f} evaluation "
-          f"images/s here: {epochs} epochs fill {args.time} s", file=sys.stderr)
-    return epochs
-
-
 def arm_preset(args: argparse.Namespace, work: Path, log: Path) -> dict[str, Any]:
     out = work / "model"
-    if args.preset_epochs is None:
-        args.preset_epochs = preset_epochs(args)
-    rc, wall = run(cli("retrain", "--preset", args.preset, "--epochs", str(args.preset_epochs),
-                       "--seed", str(args.seed), "--out", str(out), "--data", args.data,
-                       "--no-progress"), work, log)
+    budget = (["--time", str(args.time)] if args.preset_epochs is None
+              else ["--epochs", str(args.preset_epochs)])
+    rc, wall = run(cli("retrain", "--preset", args.preset, *budget, "--seed", str(args.seed),
+                       "--out", str(out), "--data", args.data, "--no-progress"), work, log)
     m = metrics_of(out)
     return {"rc": rc, "wall_s": wall, "test_acc": m["test_acc_mean"],
             "test_acc_single": m.get("test_acc_single_mean"),
-            "detail": f"{args.preset}, {args.preset_epochs} epochs on 50,000 images"}
+            "detail": f"{args.preset}, {m['epoch_budget']} epochs ({m['epoch_budget_source']});"
+                      f" images an epoch {m['data'].get('epoch_images_run')}"}
 
 
 def arm_today(args: argparse.Namespace, work: Path, log: Path) -> dict[str, Any]:
@@ -108,14 +78,12 @@ def arm_today(args: argparse.Namespace, work: Path, log: Path) -> dict[str, Any]
                          args.data, "--no-progress"), work, log)
     study = optuna.load_study(study_name="today", storage=storage)
     best = study.best_trial
-    rate = float(best.user_attrs["images_per_s"])
-    left = args.time - wall1 - RETRAIN_OVERHEAD_S
-    epochs = max(1, math.floor(left * rate / 50_000))
     out = work / "model"
     rc2, wall2 = run(cli("retrain", "best", "--study", "today", "--storage", storage,
-                         "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(out),
-                         "--data", args.data, "--no-progress"), work, log)
+                         "--time", f"{args.time - wall1:.0f}", "--seed", str(args.seed),
+                         "--out", str(out), "--data", args.data, "--no-progress"), work, log)
     m = metrics_of(out)
+    epochs = m["epoch_budget"]
     ends: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         key = str(t.user_attrs.get("end", t.state.name.lower()))
@@ -165,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "/work/data/cifar10.npz"))
     p.add_argument("--preset", default="fast94")
     p.add_argument("--preset-epochs", type=int, default=None,
-                   help="epochs of the preset arm (default: measured to fill T)")
+                   help="whole epochs of the preset arm (default: retrain --time T, paced)")
     p.add_argument("--work", default="/tmp/bench_auto")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     p.add_argument("--table", action="store_true", help="print the results file as markdown")

@@ -45,16 +45,32 @@ def run(**settings: Any) -> optuna.Study:
 
 def retrain(which: str | int | None = None, *, preset: str | None = None,
             study: str | None = None, storage: str | None = None, epochs: int | None = None,
-            **settings: Any) -> RetrainResult:
+            time: str | float | None = None, **settings: Any) -> RetrainResult:
     """Retrain ``which`` (``"best"`` or a trial number) of ``study``, or ``preset``, on all
-    training images; test once; export (as ``cifar-search retrain``). Other keyword arguments
-    are :class:`~cifar_search.search.retrain.RetrainSettings` fields (``seeds``, ``out``,
-    ``data``, ``device``, ``export``, ...)."""
-    from cifar_search.search import retrain as final
+    training images; test once; export (as ``cifar-search retrain``). ``time`` (seconds, or
+    ``"10m"``, ``"2h"``) instead of ``epochs``: one training that fills it, everything included
+    (as ``retrain --time``). Other keyword arguments are
+    :class:`~cifar_search.search.retrain.RetrainSettings` fields (``seeds``, ``out``, ``data``,
+    ``device``, ``export``, ...)."""
+    import time as clock
 
+    from cifar_search.errors import ConfigError
+    from cifar_search.search import retrain as final
+    from cifar_search.search.auto_plan import parse_duration
+    from cifar_search.search.timed import within
+
+    started = clock.monotonic()
+    if time is not None and epochs is not None:
+        raise ConfigError(f"give epochs or time, not both (got {epochs=} and {time=}).")
     target = final.resolve_target(None if which is None else str(which), preset=preset,
-                                  study=study, storage=storage, epochs=epochs)
-    return final.retrain(target, final.RetrainSettings(**settings))
+                                  study=study, storage=storage,
+                                  epochs=1 if time is not None else epochs)
+    s = final.RetrainSettings(**settings)
+    if time is None:
+        return final.retrain(target, s)
+    seconds = parse_duration(time) if isinstance(time, str) else float(time)
+    timed = within(target, s, seconds, started=started)
+    return final.retrain(timed.target, timed.settings, arrays=timed.arrays)
 
 
 def auto(time: str | float, **settings: Any) -> AutoResult:

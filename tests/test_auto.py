@@ -163,7 +163,7 @@ def test_cli_refuses_bad_time_in_one_line(tmp_path: Path, synthetic_npz: Path,
 
 
 def test_t_counts_from_the_process_start() -> None:
-    from cifar_search.cli.auto import process_age
+    from cifar_search.cli._common import process_age
 
     age = process_age()
     assert 0.0 < age < 24 * 3600  # this test process started a little while ago

@@ -8,7 +8,7 @@ import pytest
 from cifar_search.errors import ConfigError
 from cifar_search.search import auto_plan
 from cifar_search.search.auto_plan import Candidate, parse_duration, plan, rank_correlation
-from cifar_search.search.auto_search import is_recipe, noise, pick_winner, survivors
+from cifar_search.search.auto_search import is_recipe, noise, parents, pick_winner, survivors
 from cifar_search.search.progress import duration
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.presets import get_preset
@@ -130,6 +130,19 @@ def test_the_strongest_preset_by_prior_goes_on_whatever_a_low_rung_scored() -> N
     kept = survivors(pool, scores, 2, reference=fast94)
     assert [c.name for c in kept] == ["rdfia-alexnet~2", "rdfia-alexnet", "fast94"]
     assert survivors(pool, {}, 2, reference=fast94) == []  # not scored: nothing to carry
+
+
+def test_variants_are_of_the_strongest_preset_and_the_best_other_whatever_rung_0_scored() -> None:
+    """At T = 45 minutes on the reference CPU the two best of rung 0 were an AlexNet and the
+    ENSTA CNN, so no variant was of fast94, the config the top rung must beat."""
+    fast94, ensta = cand("fast94", preset="fast94"), cand("ensta-cnn", preset="ensta-cnn")
+    alexnet = cand("rdfia-alexnet", preset="rdfia-alexnet")
+    scores = {"fast94": (0.11, 0), "rdfia-alexnet": (0.49, 1), "ensta-cnn": (0.43, 2)}
+    pool = [fast94, alexnet, ensta]
+    assert parents(pool, scores, fast94) == [fast94, alexnet]
+    assert parents(pool, scores) == [alexnet, ensta]  # no reference: the two best
+    assert parents(pool, {"rdfia-alexnet": (0.49, 1)}, fast94) == [alexnet]  # fast94 failed
+    assert parents(pool, scores, fast94, k=1) == [fast94]
 
 
 def test_presets_win_unless_a_variant_beats_them_at_the_top_rung() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 MAX_SEED = 2**31 - 1  # numpy and the samplers take seeds below 2**32; seed + trials must fit
@@ -102,3 +104,14 @@ def study_command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     add_study_args(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     return p
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 elsewhere): T counts the
+    interpreter's start and the imports too, as the user's clock does."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0

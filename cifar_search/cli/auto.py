@@ -7,13 +7,11 @@ plan.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from cifar_search.cli._common import add_data_args, add_device_args
+from cifar_search.cli._common import add_data_args, add_device_args, process_age
 
 EPILOG = """\
 T covers everything: loading the data, measuring this device, the search, the final training
@@ -24,9 +22,9 @@ the same total time: about twenty fast94 trainings, hours of a 2-core CPU, minut
 Below that, a short search ranks configs by what learns fastest in seconds, not by what the
 final training will reach, and the plan trains the strongest preset scaled to fill T (wider if
 T holds more than three times its own epochs). With a search, every preset and variants of the
-best ones go through successive halving, and the winner on the validation split (ahead of the
-strongest preset by more than the split's noise) is trained for the rest. The test set is
-used once, at the end.
+strongest one and of the best other go through successive halving, and the winner on the
+validation split (ahead of the strongest preset by more than the split's noise) is trained for
+the rest. The test set is used once, at the end.
 
 The study (default 'auto', in studies/auto.db) is an ordinary study: status, trials, report,
 the dashboard and retrain read it. Ctrl-C stops; the same command again goes on with what is
@@ -53,17 +51,6 @@ def register(sub: Any) -> None:
     add_data_args(p)
     add_device_args(p)
     p.set_defaults(func=run)
-
-
-def process_age() -> float:
-    """Seconds since this process started (Linux ``/proc``; 0 elsewhere): T counts the
-    interpreter's start and the imports too, as the user's clock does."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def run(args: argparse.Namespace) -> int:

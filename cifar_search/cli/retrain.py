@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from cifar_search.cli._common import (
@@ -17,6 +18,7 @@ from cifar_search.cli._common import (
     add_data_args,
     add_device_args,
     positive_int,
+    process_age,
     seed_int,
 )
 
@@ -27,6 +29,11 @@ EPILOG = """\
 The epoch budget defaults to the study's retrain_epochs (budget gpu 40, cpu 15, smoke 2) or,
 with --preset, to the preset's own epochs; the schedule spans it. Test accuracy is measured once
 per seed after the last epoch; with --seeds K it is reported as mean ± sample std.
+
+--time T instead of --epochs: one training that fills T, everything included (the interpreter,
+the data, this config's speed on this device from the throughput cache or a few seconds of
+batches, both test passes, the exports). The epochs are planned from that speed and paced after
+each one to end on time, the schedule spanning them; the plan is printed first.
 
 The run folder (default runs/<study>/trial-<n>, runs/<study>/preset-<name>, or
 runs/presets/preset-<name> without --study) holds model.safetensors, config.json, metrics.json,
@@ -39,6 +46,8 @@ examples:
   cifar-search retrain best                          # the best trial of study 'cifar'
   cifar-search retrain 12 --study small --seeds 3    # trial 12, three seeds
   cifar-search retrain --preset rdfia-alexnet --epochs 10 --device cpu
+  cifar-search retrain --preset fast94 --time 10m     # the epochs that fill 10 minutes here
+  cifar-search retrain best --time 2h
   cifar-search retrain --preset davidnet --study cifar   # also recorded on the study
 """
 
@@ -52,6 +61,8 @@ def register(sub: Any) -> None:
                    "result is recorded nowhere)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     p.add_argument("--epochs", type=positive_int, help="epoch budget (default: see below)")
+    p.add_argument("--time", metavar="T", help="wall-clock budget instead of --epochs: 600, "
+                   "90s, 10m, 2h (see below)")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="independent trainings, seeds S..S+K-1 (default: 1)")
     p.add_argument("--seed", type=seed_int, default=0,
@@ -71,15 +82,23 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.monotonic() - process_age()
     from tqdm import tqdm
 
-    from cifar_search.errors import DivergedError
+    from cifar_search.errors import ConfigError, DivergedError
+    from cifar_search.search.auto_plan import parse_duration
     from cifar_search.search.retrain import RetrainSettings, resolve_target, retrain
+    from cifar_search.search.timed import within
     from cifar_search.train.runtime import configure_cpu_threads
     from cifar_search.train.trainer import EpochMetrics
 
+    seconds = None if args.time is None else parse_duration(args.time)
+    if seconds is not None and args.epochs is not None:
+        raise ConfigError(f"give --epochs or --time, not both (got --epochs {args.epochs} and "
+                          f"--time {args.time}).")
+    # with --time the epochs come from T below; 1 only skips the study's retrain budget
     target = resolve_target(args.trial, preset=args.preset, study=args.study,
-                            storage=args.storage, epochs=args.epochs)
+                            storage=args.storage, epochs=1 if seconds else args.epochs)
     if args.sets:  # another config than the study's: trained and tested, not recorded on it
         import dataclasses
 
@@ -91,12 +110,18 @@ def run(args: argparse.Namespace) -> int:
     settings = RetrainSettings(seeds=args.seeds, seed=args.seed, out=args.out, data=args.data,
                                device=args.device, precision=args.precision,
                                export=not args.no_export)
+    out = sys.stderr if args.json else sys.stdout
+    configure_cpu_threads()
+    arrays = None
+    if seconds is not None:
+        timed = within(target, settings, seconds, started=started)
+        target, settings, arrays = timed.target, timed.settings, timed.arrays
+        print(f"--time {seconds:.0f} s: {timed.describe(seconds, time.monotonic() - started)}",
+              file=out)
     epochs = target.config.epochs
     print(f"retrain {target.label} ({target.config.model.family}): {epochs} epochs "
           f"({target.epochs_source}) x {args.seeds} seed(s) on all training images, "
-          "no validation set, test set once per seed at the end",
-          file=sys.stderr if args.json else sys.stdout)
-    configure_cpu_threads()
+          "no validation set, test set once per seed at the end", file=out)
     bar = tqdm(total=epochs * args.seeds, unit="epoch", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True, desc="retrain")
 
@@ -106,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                             f"loss {m.train_loss:.3f}")
 
     try:
-        result = retrain(target, settings, on_epoch=on_epoch)
+        result = retrain(target, settings, on_epoch=on_epoch, arrays=arrays)
     except DivergedError as exc:
         bar.close()
         print(f"cifar-search retrain: error: training diverged: {exc}", file=sys.stderr)
@@ -117,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
                           "record_key": target.record_key, "device": result.device}, indent=2))
         return 0
     print(_result_line(result, target.config.tta))
+    budget = ("" if seconds is None else
+              f"; {time.monotonic() - started:.0f} s of the {seconds:.0f} s budget spent")
     print(f"device {result.device['device_name']} ({result.device['precision']}), wall time "
-          f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s)")
+          f"{result.wall_seconds / 60:.1f} min ({result.wall_seconds:.0f} s){budget}")
     exports = result.metrics.get("exports") or {}
     for note in exports.get("notes", []):
         print(f"note: {note}")

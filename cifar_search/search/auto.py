@@ -9,9 +9,10 @@ One knob, the wall-clock budget, as AutoGluon's ``fit(time_limit=...)``. In orde
 3. the measured speed of the strongest preset (:mod:`cifar_search.train.throughput`, cached per
    device) and the plan (:mod:`cifar_search.search.auto_plan`), printed before anything trains;
 4. where the plan has a search: successive halving over every preset scaled to fit the final
-   training, then variants of the two best (learning rate, weight decay, label smoothing), each
-   rung a set of complete, equal-time trainings scored on the fixed validation split. The best
-   preset of a rung always goes on, so the winner at the top rung is never behind it;
+   training, then variants of the strongest preset and of the best other (learning rate,
+   weight decay, label smoothing), each rung a set of complete, equal-time trainings scored on
+   the fixed validation split. The best preset of a rung always goes on, so the winner at the
+   top rung is never behind it;
 5. the final training of the winner on all training images, its epochs filling what is left of
    T, tested once and exported by :func:`cifar_search.search.retrain.retrain` (the same run
    folder).
@@ -46,6 +47,7 @@ from cifar_search.search.space import DEFAULT_SPACE, Space, rebuild_in
 from cifar_search.search.space_file import dump_space
 from cifar_search.search.storage import default_url, open_storage
 from cifar_search.search.study import create_or_resume
+from cifar_search.search.timed import PROBE_IMAGES, pace
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
 from cifar_search.train.loader import device_arrays
@@ -160,7 +162,8 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
          on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
     space = DEFAULT_SPACE
     cache = RateCache(s.cache)
-    probe_x, probe_y = device_arrays(arrays.train_x[:2048], arrays.train_y[:2048], runtime.device)
+    probe = slice(0, PROBE_IMAGES)
+    probe_x, probe_y = device_arrays(arrays.train_x[probe], arrays.train_y[probe], runtime.device)
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
     val_images = rung_data(None, train_images).val_size or 0
 
@@ -207,8 +210,8 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
         search = Search(study, space, runtime, arrays, s.seed, clock.spent, plan, say)
         winner, trial_number, rhos = search.run([fit(n) for n in ordered])
         record(study, rank_correlation=rhos, winner=winner.name, spent_s=clock.spent())
-    return _final(s, study, clock, runtime, winner, trial_number, plan, rhos, train_images,
-                  test_images, say, on_epoch)
+    return _final(s, study, clock, runtime, arrays, winner, trial_number, plan, rhos, say,
+                  on_epoch)
 
 
 def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Space,
@@ -254,40 +257,37 @@ def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Spa
 
 
 def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
-           winner: Candidate, trial_number: int | None, plan: Plan, rhos: list[float | None],
-           train_images: int, test_images: int, say: Say,
+           arrays: CifarArrays, winner: Candidate, trial_number: int | None, plan: Plan,
+           rhos: list[float | None], say: Say,
            on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
     """Train the winner on all training images with the epochs that fill what is left."""
-    cfg = winner.config
-    seconds = auto_plan.final_share(clock.left(), clock.time_s, runtime.device.type,
-                                    test_images, winner.rate.eval, cfg.tta)
-    epochs, epoch_images = auto_plan.fill(seconds, winner.rate, train_images, cfg.batch_size)
-    cfg = cfg.replace(epochs=epochs)
-    source = f"auto: the epochs that fill the {max(seconds, 0):.0f} s of training left of T"
-    if epoch_images is not None:
-        source += f" ({epoch_images:,} images an epoch)"
+    train_images, test_images = len(arrays.train_y), len(arrays.test_y)
+    paced = pace(winner.config, winner.rate, clock.left(), clock.time_s,
+                 device=runtime.device.type, train_images=train_images,
+                 test_images=test_images, export=s.export)
+    cfg, epoch_images, seconds = paced.config, paced.epoch_images, max(paced.seconds, 0.0)
+    epochs = cfg.epochs
     preset = winner.preset if trial_number is None else None
     record(study, budget_retrain_epochs=epochs, spent_s=clock.spent())
     study.set_user_attr("budget", dataclasses.asdict(Budget(
         "auto", epochs=epochs, train_subset=None, retrain_epochs=epochs, pruner="none")))
-    target = RetrainTarget(f"{winner.name} chosen by auto", "auto", cfg, source, study=study,
-                           trial_number=trial_number, preset=preset)
+    target = RetrainTarget(f"{winner.name} chosen by auto", "auto", cfg, paced.source("auto"),
+                           study=study, trial_number=trial_number, preset=preset)
     run_dir = Path(s.out) if s.out is not None else Path("runs") / study.study_name / "auto"
     seen = epoch_images if epoch_images is not None else train_images
     say(f"final training: {winner.name} ({cfg.model.family}, width {cfg.model.width}), "
         f"{epochs} epochs of {seen:,} of the {train_images:,} images "
         f"(~{winner.rate.train_seconds(seen, epochs):.0f} s), "
-        f"paced to end in {max(seconds, 0):.0f} s, then the test set once and the exports; "
+        f"paced to end in {seconds:.0f} s, then the test set once and the exports; "
         f"{clock.left():.0f} s of T left")
     hook = None if on_epoch is None else (lambda seed, e, m: on_epoch(epochs, e, m))
     # paced: the measured rate is a few seconds of batches, and a shared CPU runs an epoch
     # 5-10% off it; after each epoch the images of the epochs left fit the time left
-    deadline = time.monotonic() + max(seconds, 0.0)
-    result = retrain(target, RetrainSettings(seed=s.seed, out=run_dir, data=s.data,
-                                             device=s.device, precision=s.precision,
-                                             export=s.export, epoch_images=epoch_images,
-                                             deadline=deadline),
-                     on_epoch=hook)
+    result = retrain(target, paced.settings(RetrainSettings(seed=s.seed, out=run_dir,
+                                                            data=s.data, device=s.device,
+                                                            precision=s.precision,
+                                                            export=s.export)),
+                     on_epoch=hook, arrays=arrays)
     summary = (f"{winner.name} x {epochs} epochs; "
                + ("no search" if not plan.rungs else f"{len(plan.rungs)} rung(s)")
                + f"; {plan.reason}")

@@ -56,7 +56,7 @@ from cifar_search.search.space_file import apply_overrides
 from cifar_search.search.storage import default_url, load_existing_study
 from cifar_search.train.checkpoint import save_model_folder
 from cifar_search.train.config import TrainConfig
-from cifar_search.train.data import CLASSES, load_cifar10
+from cifar_search.train.data import CLASSES, CifarArrays, load_cifar10
 from cifar_search.train.export import export_model
 from cifar_search.train.model_card import model_card
 from cifar_search.train.models import count_flops, count_params
@@ -270,7 +270,7 @@ def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
 
 def retrain(
     target: RetrainTarget, settings: RetrainSettings | None = None, *,
-    on_epoch: OnEpoch | None = None,
+    on_epoch: OnEpoch | None = None, arrays: CifarArrays | None = None,
 ) -> RetrainResult:
     """Train ``target.config`` on all training images for each seed, test, write, record.
 
@@ -278,6 +278,8 @@ def retrain(
         target: From :func:`resolve_target`.
         settings: Seeds, output folder, data, device, exports.
         on_epoch: Called as ``on_epoch(seed, epoch, metrics)`` after every epoch.
+        arrays: The data set, already loaded (``auto`` and ``--time`` load it first to
+            measure); default: ``settings.data`` loaded here.
 
     Returns:
         Test accuracies per seed, mean ± std, the run folder and what metrics.json holds.
@@ -299,7 +301,7 @@ def retrain(
     if (run_dir / "metrics.json").exists():
         logger.warning("%s holds an earlier run: its files are overwritten", run_dir)
     runtime = resolve_runtime(s.device, s.precision)
-    arrays = load_cifar10(s.data)
+    arrays = load_cifar10(s.data) if arrays is None else arrays
     # every training image (no validation part: the config was chosen by the search), and
     # the test set, used once per seed after the last epoch
     data = split(arrays, DataSpec(val_size=0, test=True), runtime.device)

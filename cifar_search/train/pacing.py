@@ -52,15 +52,13 @@ class Pacer:
         self._now = clock
         self.start = self._now()
         self.train_s = 0.0  # seconds of the epochs so far (what a batch costs)
-        self.batches_done = 0
-        self.batches: list[int] = []  # batches of each epoch run, for the record
+        self.batches_done = 0  # the images of each epoch are the caller's record
 
     def after_epoch(self, epoch: int, seconds: float, batches: int) -> int | None:
         """Record epoch ``epoch`` (``seconds`` long, ``batches`` batches) and set the cap of the
         epochs after it; returns the cap (None: whole epochs, or nothing left to pace)."""
         self.train_s += seconds
         self.batches_done += batches
-        self.batches.append(batches)
         left_epochs = self.epochs - epoch
         if left_epochs <= 0 or self.batches_done == 0:
             return self.loader.max_batches
