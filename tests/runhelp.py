@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -88,11 +89,20 @@ def search_args(storage: str, study: str, data: Path, space: Path, *extra: str) 
             str(space), "--data", str(data), "--device", "cpu", "--no-progress", *extra]
 
 
+def hears_ctrl_c() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: SIGINT back to its default. A shell
+    without job control starts background commands (``pytest ... &`` in a script) with SIGINT
+    ignored, the child inherits that, and CPython installs its KeyboardInterrupt handler only
+    over the default, so the test's Ctrl-C would go unheard and the run end normally."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list[str], *, threads: int = 1) -> subprocess.Popen[str]:
     """`python -m cifar_search ARGS` as a child process, output captured, unbuffered."""
     env = {**os.environ, "CIFAR_SEARCH_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "cifar_search", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=hears_ctrl_c)
 
 
 def load(storage: str, study: str) -> optuna.Study:

@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import optuna
 import pytest
 from optuna.trial import TrialState
-from runhelp import TINY_TOML, finish, held_at_an_epoch, search_args, spawn
+from runhelp import TINY_TOML, finish, hears_ctrl_c, held_at_an_epoch, search_args, spawn
 
 from cifar_search.cli.main import main
 
@@ -107,6 +107,7 @@ def _spawn(tmp_path: Path, data: Path, space: Path, *extra: str) -> subprocess.P
     return subprocess.Popen(
         [sys.executable, "-m", "cifar_search", *run_args(tmp_path, data, space, *extra)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        preexec_fn=hears_ctrl_c,
     )
 
 

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from cifar_search.search.progress import (
+    TimeLeft,
     TrialProgress,
     duration,
     estimate_due,
@@ -47,3 +48,20 @@ def test_a_real_study_logs_its_estimates(caplog: pytest.LogCaptureFixture) -> No
     assert progress.estimates == [estimate_line(2 + n, 12, n, 30.0 * n) for n in range(3, 10)]
     assert [r.getMessage() for r in caplog.records
             if r.name == "cifar_search.search.progress"] == progress.estimates
+
+
+def test_time_left_polled_names_the_count_now_when_a_due_count_was_passed() -> None:
+    # --workers reads the study once a second: several trials can end between two reads.
+    # 30 trials to do in this run: estimates are due after its 3rd, 6th, 9th, ... (not the 30th)
+    now = [0.0]
+    left = TimeLeft(total=40, initial=10, clock=lambda: now[0])
+    now[0] = 20.0
+    assert left.update(12) is None  # 2 of this run's trials: before the first estimate
+    now[0] = 50.0
+    assert left.update(15) == estimate_line(15, 40, 5, 50.0)  # passed the 3rd: says 15 now
+    assert left.update(15) is None  # nothing new finished
+    assert left.update(14) is None  # a lower count read back does not go back
+    now[0] = 60.0
+    assert left.update(16) == estimate_line(16, 40, 6, 60.0)
+    assert left.update(17) is None  # the 7th is not due
+    assert left.update(40) is None  # due counts passed, but the study is done: no estimate

@@ -17,8 +17,9 @@ from runhelp import counted, finish, held_at_an_epoch, load, search_args, spawn
 
 from cifar_search.cli.main import main
 from cifar_search.errors import ConfigError
+from cifar_search.search.progress import TimeLeft, estimate_line
 from cifar_search.search.study import CLAIMED, SlotClaim, has_slot
-from cifar_search.search.workers import Placement, place_workers
+from cifar_search.search.workers import Placement, place_workers, poll
 
 
 def test_cpu_workers_split_the_cores() -> None:
@@ -111,6 +112,21 @@ def test_two_local_workers_on_sqlite_finish_exactly_n(
     assert len({tuple(sorted(t.params.items())) for t in sampled}) == len(sampled)
     assert main(args) == 0  # resuming a finished study runs nothing more
     assert len(load(url, "w").trials) == len(trials)
+
+
+def test_the_pools_poll_gives_the_time_left_from_the_trials_that_count() -> None:
+    # what the starting process does each second: read the study, update the estimate
+    study = optuna.create_study(direction="maximize")
+    now = [0.0]
+    left = TimeLeft(total=8, initial=0, clock=lambda: now[0])
+    for end in ("complete", "infeasible", "complete", "complete"):  # infeasible: not counted
+        trial = study.ask()
+        trial.set_user_attr("end", end)
+        study.tell(trial, 0.5)
+    now[0] = 30.0
+    done, text = poll(study, 2)
+    assert (done, text) == (3, "best 50.00% | running none")
+    assert left.update(done) == estimate_line(3, 8, 3, 30.0)  # "about 50 s left" at 10 s each
 
 
 def test_ctrl_c_stops_every_worker_and_the_next_run_resumes(

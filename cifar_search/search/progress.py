@@ -1,5 +1,6 @@
 """Progress over trials: best so far and the running trial's epoch, on one tqdm line, and an
-estimate of the time left for ``--trials N`` after the first trials of a run."""
+estimate of the time left for ``--trials N`` after the first trials of a run (one process, and
+``--workers``, whose starting process polls the study)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,28 @@ def estimate_line(done: int, total: int, finished_this_run: int, elapsed_s: floa
             f"{total} at this run's {per_trial:.1f} s a trial (pruned trials included)")
 
 
+class TimeLeft:
+    """The time-left lines of one run toward ``total`` finished trials, at this run's pace.
+
+    ``update(done)`` takes the study's finished count whenever it is read: after every trial in
+    one process, at each poll with ``--workers``, where several trials may end between two
+    polls. A line is due when any count passed since the last call is due
+    (:func:`estimate_due`); it names the count now, and none comes once ``total`` is reached."""
+
+    def __init__(self, total: int, initial: int, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.initial, self.done = total, initial, initial
+        self.clock, self.start = clock, clock()
+
+    def update(self, done: int) -> str | None:
+        passed = range(self.done - self.initial + 1, done - self.initial + 1)
+        self.done = max(self.done, done)
+        if done >= self.total or not any(estimate_due(n, self.total - self.initial)
+                                         for n in passed):
+            return None
+        return estimate_line(done, self.total, done - self.initial, self.clock() - self.start)
+
+
 class TrialProgress:
     """A study callback (trial ended) and an objective ``on_epoch`` hook (epoch ended).
 
@@ -56,8 +79,9 @@ class TrialProgress:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bar = tqdm(total=total, initial=initial, unit="trial", file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True)
-        self.total, self.initial, self.done = total, initial, initial
-        self.enabled, self.clock, self.start = enabled, clock, clock()
+        self.total, self.done = total, initial
+        self.enabled = enabled
+        self.left = TimeLeft(total, initial, clock=clock)
         self.epochs = epochs
         self.best = math.nan
         self.current = ""
@@ -79,10 +103,9 @@ class TrialProgress:
         self._show()
 
     def _estimate(self) -> None:
-        run = self.done - self.initial
-        if not estimate_due(run, self.total - self.initial):
+        line = self.left.update(self.done)
+        if line is None:
             return
-        line = estimate_line(self.done, self.total, run, self.clock() - self.start)
         self.estimates.append(line)
         if self.enabled:
             self.bar.write(line, file=sys.stderr)

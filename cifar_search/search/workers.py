@@ -12,7 +12,8 @@ round-robin when there are more workers than GPUs); on CPU, the cores are split 
 workers (``sched_setaffinity`` and as many torch threads as cores each).
 
 Progress: the starting process polls the study (Optuna caches finished trials, so each poll
-reads only the running ones) and shows one bar for all workers. Ctrl-C (or SIGTERM) is passed
+reads only the running ones) and shows one bar for all workers, with the time left for
+``--trials`` after the first trials as a single run prints it. Ctrl-C (or SIGTERM) is passed
 to every worker once; each closes its running trial as *interrupted* and exits, and the next run
 retries those trials with the same params. A second Ctrl-C kills the workers at once (their
 trials are then found stale by heartbeat and retried).
@@ -38,6 +39,7 @@ from tqdm import tqdm
 
 from cifar_search.errors import CifarSearchError, ConfigError
 from cifar_search.search.launch import OpenSearch, SearchSettings, open_search, prepare_search
+from cifar_search.search.progress import TimeLeft
 from cifar_search.search.study import count_finished
 
 logger = logging.getLogger(__name__)
@@ -203,14 +205,21 @@ class WorkerPool:
 
     def _watch(self) -> None:
         study, total = self.search.study, self.search.settings.trials
-        bar = tqdm(total=total, initial=count_finished(study), unit="trial", file=sys.stderr,
+        initial = count_finished(study)
+        bar = tqdm(total=total, initial=initial, unit="trial", file=sys.stderr,
                    disable=not self.progress, dynamic_ncols=True)
+        left = TimeLeft(total, initial)  # all workers together: wall seconds a finished trial
         try:
             while any(p.is_alive() for p in self.processes):
                 time.sleep(POLL_SECONDS)
-                done, text = _progress(study, self.search.budget.epochs)
+                done, text = poll(study, self.search.budget.epochs)
                 bar.n = min(done, total)
                 bar.set_postfix_str(text, refresh=True)
+                line = left.update(done)
+                if line is not None and self.progress:
+                    bar.write(line, file=sys.stderr)
+                elif line is not None:
+                    logger.info(line)
         finally:
             bar.close()
         for proc in self.processes:
@@ -242,7 +251,7 @@ def raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _progress(study: optuna.Study, epochs: int) -> tuple[int, str]:
+def poll(study: optuna.Study, epochs: int) -> tuple[int, str]:
     """Finished trials that count, and a line: best so far and what each worker is doing."""
     trials = study.get_trials(deepcopy=False)
     done = count_finished(study)
