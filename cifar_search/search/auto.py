@@ -47,10 +47,9 @@ from cifar_search.search.space import DEFAULT_SPACE, Space, rebuild_in
 from cifar_search.search.space_file import dump_space
 from cifar_search.search.storage import default_url, open_storage
 from cifar_search.search.study import create_or_resume
-from cifar_search.search.timed import PROBE_IMAGES, pace
+from cifar_search.search.timed import pace, probe
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
-from cifar_search.train.loader import device_arrays
 from cifar_search.train.models import model_cost
 from cifar_search.train.presets import PRESETS, get_preset
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime
@@ -162,8 +161,7 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
          on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
     space = DEFAULT_SPACE
     cache = RateCache(s.cache)
-    probe = slice(0, PROBE_IMAGES)
-    probe_x, probe_y = device_arrays(arrays.train_x[probe], arrays.train_y[probe], runtime.device)
+    probe_x, probe_y = probe(arrays, runtime.device)
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
     val_images = rung_data(None, train_images).val_size or 0
 

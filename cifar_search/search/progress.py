@@ -69,6 +69,14 @@ class TimeLeft:
         return estimate_line(done, self.total, done - self.initial, self.clock() - self.start)
 
 
+def write_estimate(bar: tqdm, line: str) -> None:
+    """An estimate above the progress bar; with the bar off, as an INFO log line."""
+    if bar.disable:
+        logger.info(line)
+    else:
+        bar.write(line, file=sys.stderr)
+
+
 class TrialProgress:
     """A study callback (trial ended) and an objective ``on_epoch`` hook (epoch ended).
 
@@ -79,8 +87,7 @@ class TrialProgress:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bar = tqdm(total=total, initial=initial, unit="trial", file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True)
-        self.total, self.done = total, initial
-        self.enabled = enabled
+        self.done = initial
         self.left = TimeLeft(total, initial, clock=clock)
         self.epochs = epochs
         self.best = math.nan
@@ -107,10 +114,7 @@ class TrialProgress:
         if line is None:
             return
         self.estimates.append(line)
-        if self.enabled:
-            self.bar.write(line, file=sys.stderr)
-        else:
-            logger.info(line)
+        write_estimate(self.bar, line)
 
     def _show(self) -> None:
         best = "-" if math.isnan(self.best) else f"{100 * self.best:.2f}%"

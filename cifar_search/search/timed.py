@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from cifar_search.errors import ConfigError
 from cifar_search.search import auto_plan
 from cifar_search.search.retrain import RetrainSettings, RetrainTarget
@@ -28,6 +31,11 @@ from cifar_search.train.runtime import resolve_runtime
 from cifar_search.train.throughput import Rate, RateCache
 
 PROBE_IMAGES = 2048  # training images a speed is measured on (here and in auto)
+
+
+def probe(arrays: CifarArrays, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The first :data:`PROBE_IMAGES` training images and labels on ``device``, to time on."""
+    return device_arrays(arrays.train_x[:PROBE_IMAGES], arrays.train_y[:PROBE_IMAGES], device)
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,7 @@ def within(target: RetrainTarget, settings: RetrainSettings, time_s: float, *,
     if rates is not None:
         rate, measured = rates(cfg), False
     else:
-        x, y = device_arrays(arrays.train_x[:PROBE_IMAGES], arrays.train_y[:PROBE_IMAGES],
-                             runtime.device)
-        rate, measured = RateCache(cache).rate(cfg, runtime, x, y)
+        rate, measured = RateCache(cache).rate(cfg, runtime, *probe(arrays, runtime.device))
     left_s = time_s - (time.monotonic() - started)
     paced = pace(cfg, rate, left_s, time_s, device=runtime.device.type,
                  train_images=len(arrays.train_y), test_images=len(arrays.test_y),

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from cifar_search.errors import CifarSearchError, ConfigError
 from cifar_search.search.launch import OpenSearch, SearchSettings, open_search, prepare_search
-from cifar_search.search.progress import TimeLeft
+from cifar_search.search.progress import TimeLeft, write_estimate
 from cifar_search.search.study import count_finished
 
 logger = logging.getLogger(__name__)
@@ -216,10 +216,8 @@ class WorkerPool:
                 bar.n = min(done, total)
                 bar.set_postfix_str(text, refresh=True)
                 line = left.update(done)
-                if line is not None and self.progress:
-                    bar.write(line, file=sys.stderr)
-                elif line is not None:
-                    logger.info(line)
+                if line is not None:
+                    write_estimate(bar, line)
         finally:
             bar.close()
         for proc in self.processes:
