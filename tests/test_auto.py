@@ -68,18 +68,28 @@ def test_auto_searches_then_trains_and_exports_the_top_rungs_winner(
     assert rungs[: plan.rungs[0].trials] == [0] * plan.rungs[0].trials
     assert max(rungs) == len(plan.rungs) - 1
     names = {t.user_attrs["candidate"] for t in trials}
-    assert {"good@w32", "slow-lr@w32", "other@w32"} <= names  # every recipe, scaled to fit
+    # every recipe, at the width a top-rung trial holds: here its own, where each gets its own
+    # epochs; the final share, nine times longer, widens only the winner
+    assert {"good", "slow-lr", "other"} <= names
+    assert all(t.user_attrs["config"]["model"]["width"] == 16 for t in trials)
+    top_trial = plan.rungs[-1].seconds * rates(RECIPES["good"]).train / plan.rungs[-1].images
+    assert {t.user_attrs["rung_epochs"] for t in trials if t.user_attrs["rung"] == 2} == {
+        int(top_trial)} and int(top_trial) >= RECIPES["good"].epochs
     assert any("~" in n for n in names)  # and variants of the best
     for t in trials:  # ordinary trials: retrain, status and the dashboard read them
         assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["end"] == "complete"
         assert t.user_attrs["curve"][-1]["val_acc"] == pytest.approx(t.value)
     top = [t for t in trials if t.user_attrs["rung"] == len(plan.rungs) - 1]
     best = max(top, key=lambda t: (t.value, "~" not in t.user_attrs["candidate"]))
-    assert result.winner == best.user_attrs["candidate"]
-    # the exported model is the winner's config, trained with the epochs that fill the rest
+    assert result.winner == best.user_attrs["candidate"] + "@w32"
+    # the exported model is the winner's config, widened and trained with the epochs that
+    # fill the rest
     shipped = read_config(result.run_dir)
     stored = TrainConfig.from_dict(best.user_attrs["config"])
-    assert config_differences(shipped.replace(epochs=stored.epochs), stored) == []
+    assert shipped.model.width == 32
+    assert config_differences(shipped.replace(epochs=stored.epochs, model=stored.model),
+                              stored) == []
+    assert study.user_attrs["auto"]["searched"] == best.user_attrs["candidate"]
     assert (result.run_dir / "model.onnx").is_file() and (result.run_dir / "MODEL.md").is_file()
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["data"]["train_size"] == 2000  # all training images, validation merged

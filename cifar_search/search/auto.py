@@ -8,14 +8,14 @@ One knob, the wall-clock budget, as AutoGluon's ``fit(time_limit=...)``. In orde
    goes on with what is left of T;
 3. the measured speed of the strongest preset (:mod:`cifar_search.train.throughput`, cached per
    device) and the plan (:mod:`cifar_search.search.auto_plan`), printed before anything trains;
-4. where the plan has a search: successive halving over every preset scaled to fit the final
-   training, then variants of the strongest preset and of the best other (learning rate,
+4. where the plan has a search: successive halving over every preset scaled to fit a trial of
+   the top rung, then variants of the strongest preset and of the best other (learning rate,
    weight decay, label smoothing), each rung a set of complete, equal-time trainings scored on
    the fixed validation split. The best preset of a rung always goes on, so the winner at the
    top rung is never behind it;
-5. the final training of the winner on all training images, its epochs filling what is left of
-   T, tested once and exported by :func:`cifar_search.search.retrain.retrain` (the same run
-   folder).
+5. the final training of the winner on all training images, scaled again from its recipe's own
+   width to fill what is left of T, tested once and exported by
+   :func:`cifar_search.search.retrain.retrain` (the same run folder).
 
 How well each rung predicted the next (Spearman's rho over the configs in both) is stored on
 the study (user attribute ``auto``) and in the run folder's ``metrics.json``.
@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -197,32 +198,57 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
     final_train_s = auto_plan.final_share(plan.final_s, clock.time_s, runtime.device.type,
                                           test_images, reference.rate.eval, reference.config.tta)
 
-    def fit(name: str) -> Candidate:
-        base = rebuild_in(recipes[name], space)
-        return _scale(name, base, final_train_s, train_images, space, measured)
+    def own(name: str) -> TrainConfig:
+        return rebuild_in(recipes[name], space)
 
     rhos: list[float | None] = []
     if not plan.rungs:
-        winner, trial_number = fit(ordered[0]), None
+        winner = _scale(ordered[0], own(ordered[0]), final_train_s, train_images, space,
+                        measured)
+        trial_number = None
     else:
+        # each recipe at the width a top-rung trial holds, not the final training's: scaled to
+        # the final share, fast94 was widened to width 160 at T = 4 h 15 min on the reference
+        # CPU and got one epoch (5 optimiser steps) at every rung
+        top = plan.rungs[-1]
+        entrants = [_scale(n, own(n), top.seconds, top.images, space, measured)
+                    for n in ordered]
         search = Search(study, space, runtime, arrays, s.seed, clock.spent, plan, say)
-        winner, trial_number, rhos = search.run([fit(n) for n in ordered])
-        record(study, rank_correlation=rhos, winner=winner.name, spent_s=clock.spent())
+        best, trial_number, rhos = search.run(entrants)
+        winner = _rescale(best, own(best.preset or ordered[0]), final_train_s, train_images,
+                          space, measured)
+        record(study, rank_correlation=rhos, winner=winner.name, searched=best.name,
+               spent_s=clock.spent())
     return _final(s, study, clock, runtime, arrays, winner, trial_number, plan, rhos, say,
                   on_epoch)
 
 
+def _rescale(best: Candidate, own: TrainConfig, seconds: float, images: int, space: Space,
+             measured: Callable[[str, TrainConfig, str | None], Candidate]) -> Candidate:
+    """The search's winner scaled to the final training: its hyperparameters, its recipe's
+    own width and epochs (``own``), then :func:`_scale` to fill ``seconds``. A recipe narrowed
+    to fit a rung may be wider in a final training of many times a rung's time."""
+    base = best.config.replace(model=dataclasses.replace(best.config.model,
+                                                         width=own.model.width),
+                               epochs=own.epochs)
+    name = re.sub(r"@w\d+", "", best.name)
+    return _scale(name, base, seconds, images, space, measured, preset=best.preset)
+
+
 def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Space,
-           measured: Callable[[str, TrainConfig, str | None], Candidate]) -> Candidate:
+           measured: Callable[[str, TrainConfig, str | None], Candidate],
+           preset: str | None = None) -> Candidate:
     """``base`` with the epochs that fill ``seconds``: narrower while it would get fewer than
     ``min(its epochs, MIN_FINAL_EPOCHS)``, wider while the wider one still gets its own epochs
     and this one more than ``MAX_EPOCH_SCALE`` times them.
 
     Other widths' speeds are first estimated from the measured one by their FLOPs (time per
     image in proportion), and only the width chosen is measured: one measurement, not one a
-    width, which on a 2-core CPU costs seconds each."""
+    width, which on a 2-core CPU costs seconds each. ``preset``: the recipe ``name`` comes
+    from (default ``name``)."""
+    preset = name if preset is None else preset
     widths = sorted(int(w) for w in space.get("width").choices)
-    cand = measured(name, base, name)
+    cand = measured(name, base, preset)
     epochs = auto_plan.epochs_for(seconds, cand.rate, images)
     want = min(base.epochs, auto_plan.MIN_FINAL_EPOCHS)
     step = -1 if epochs < want else 1 if epochs > auto_plan.MAX_EPOCH_SCALE * base.epochs else 0
@@ -242,7 +268,7 @@ def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Spa
                 step > 0 and epochs <= auto_plan.MAX_EPOCH_SCALE * base.epochs):
             break
     if chosen is not base:
-        other = measured(f"{name}@w{chosen.model.width}", chosen, name)
+        other = measured(f"{name}@w{chosen.model.width}", chosen, preset)
         e = auto_plan.epochs_for(seconds, other.rate, images)
         base_epochs = auto_plan.epochs_for(seconds, cand.rate, images)
         # FLOPs overstate what narrowing saves where per-step costs dominate (small nets on a
