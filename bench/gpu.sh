@@ -16,6 +16,14 @@
 #        bash bench/gpu.sh stash unpack env fast94 davidnet search-start                ~150 s
 #   4.   bash bench/gpu.sh search-retrain   (waits out the 480 s search, then retrains)  ~450 s
 #   (spare time only) bash bench/gpu.sh fast94-compile tricks     (~40 s, ~3 min)
+# A second plan, for a lend after the first has run (issue: `auto --time T` against the best
+# preset; one arm at T = 10 min is all that fits in a lend, the others need a lend each):
+#   1-2. as above
+#   3. carry [".carry/cifar10.npz.xz.part02"]  bash bench/gpu.sh stash unpack env auto-start  ~40 s
+#   4.   bash bench/gpu.sh auto-collect   (waits up to 540 s for the arm, copies its files)
+#   5.   the same again where T outlasted call 4                            ~T + 60 s in all
+# with ARM=auto|preset|today (default auto), SEED (0) and AUTO_TIME (600) set in both calls;
+# the rows go into bench/auto_results.jsonl, the table into RESULTS.md.
 # The search starts only after fast94 and davidnet are timed, so nothing shares the GPU with
 # them; it runs in its own session between calls 3 and 4. Each call's markdown, JSON and logs
 # come back from $OUT (8 files at most per call); paste the .md files into bench/RESULTS.md.
@@ -101,6 +109,28 @@ step_search_retrain() {
   bench search search --step retrain --timeout 480 --out "$WORK/runs/search"
   cp "$WORK/runs/search/search.log" "$WORK/runs/search/retrain-best/metrics.json" "$OUT/" || true
   cp "$WORK/runs/search/retrain-best/MODEL.md" "$OUT/search-MODEL.md" || true
+}
+
+ARM=${ARM:-auto} SEED=${SEED:-0} AUTO_TIME=${AUTO_TIME:-600}
+AUTO_DIR=$WORK/runs/auto-$ARM-seed$SEED
+
+step_auto_start() {  # bench/bench_auto.py ARM at T = AUTO_TIME, in its own session
+  rm -rf "$AUTO_DIR"
+  mkdir -p "$AUTO_DIR"
+  setsid nohup $PY bench/bench_auto.py --arm "$ARM" --seed "$SEED" --time "$AUTO_TIME" \
+    --data "$DATA" --work "$AUTO_DIR/work" --results "$AUTO_DIR/row.jsonl" \
+    > "$AUTO_DIR/bench.out" 2>&1 < /dev/null &
+  echo "$ARM (seed $SEED, T = $AUTO_TIME s) started at $(date -u +%T); bench/gpu.sh auto-collect collects it"
+}
+
+step_auto_collect() {
+  wait_for "$AUTO_DIR/row.jsonl" 540 || { cp "$AUTO_DIR/bench.out" "$OUT/" || true; return 1; }
+  local run=$AUTO_DIR/work/$ARM-seed$SEED-T$AUTO_TIME
+  cp "$AUTO_DIR/row.jsonl" "$OUT/auto-$ARM-seed$SEED.jsonl"
+  cp "$run/log.txt" "$OUT/auto-$ARM-seed$SEED-log.txt"
+  cp "$run/model/metrics.json" "$OUT/auto-$ARM-seed$SEED-metrics.json" || true
+  cp "$run/model/MODEL.md" "$OUT/auto-$ARM-seed$SEED-MODEL.md" || true
+  $PY bench/bench_auto.py --table --results "$AUTO_DIR/row.jsonl" | tee "$OUT/auto-$ARM-seed$SEED.md"
 }
 
 wait_for() {  # FILE SECONDS

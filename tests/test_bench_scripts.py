@@ -126,6 +126,31 @@ def test_gpu_sh_runs_its_device_plan_on_the_cpu(synthetic_npz: Path, tmp_path: P
     assert json.loads((tmp_path / "out" / "search.json").read_text())["retrain_seconds"] > 0
 
 
+def test_gpu_sh_runs_an_auto_arm_in_its_own_session_and_collects_it(synthetic_npz: Path,
+                                                                    tmp_path: Path) -> None:
+    """The second device plan: ``auto-start`` returns at once, ``auto-collect`` waits for the
+    arm (bench_auto.py, the real CLI) and brings back its row, log and model card."""
+    env = {**ENV, "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "DATA": str(synthetic_npz), "PYTHON": sys.executable, "AUTO_TIME": "40",
+           "SEED": "3", "CIFAR_SEARCH_DATA": str(tmp_path / "cache")}
+
+    def gpu_sh(step: str) -> str:
+        proc = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), step], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert proc.returncode == 0, f"gpu.sh {step}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    assert "auto (seed 3, T = 40 s) started at" in gpu_sh("auto-start")
+    assert not (tmp_path / "out" / "auto-auto-seed3.jsonl").exists()  # it runs on, detached
+    table = gpu_sh("auto-collect")
+    out = tmp_path / "out"
+    assert {"auto-auto-seed3.jsonl", "auto-auto-seed3-log.txt", "auto-auto-seed3-metrics.json",
+            "auto-auto-seed3-MODEL.md", "auto-auto-seed3.md"} <= {p.name for p in out.iterdir()}
+    row = json.loads((out / "auto-auto-seed3.jsonl").read_text())
+    assert row["arm"] == "auto" and row["seed"] == 3 and row["time"] == 40 and row["rc"] == 0
+    assert 0 <= row["test_acc"] <= 1 and "| auto | 3 | 40 |" in table
+
+
 def test_bench_tricks_runs_each_variant_through_cifar_search_train(synthetic_npz: Path,
                                                                     tmp_path: Path) -> None:
     out = _run("bench_tricks.py", "--tiny", "--data", str(synthetic_npz), "--variants",
