@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "study": study.study_name, "storage": _study.storage_url(args), "budget": budget,
+            "ceiling": attrs.get("ceiling"),
             "seed": attrs.get("seed"), "objectives": objectives, "trials": len(study.trials),
             "counts": counts, "time_spent_s": time_spent(study).total_seconds(),
             "best": [{"number": t.number, "values": t.values,
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         subset = f"{n:,}" if isinstance(n, int) else "all"
         print(f"budget {budget.get('name')}: {budget.get('epochs')} epochs/trial, "
               f"{subset} training images; seed {attrs.get('seed')}")
+    ceiling = attrs.get("ceiling")
+    if isinstance(ceiling, dict) and ceiling.get("max_flops") is not None:
+        print(f"cost ceiling: {ceiling['max_flops'] / 1e6:,.1f} MFLOPs/image "
+              f"({ceiling.get('source')})")
     print(f"trials {len(study.trials)}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     spent = datetime.timedelta(seconds=round(time_spent(study).total_seconds()))
     print(f"time spent in trials: {spent}")

@@ -13,11 +13,13 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from cifar_search.errors import ConfigError
 from cifar_search.names import check_name, check_out_dir
+from cifar_search.search import ceiling as ceiling_mod
 from cifar_search.search.artifacts import TopKCheckpoints, artifact_dir
 from cifar_search.search.budget import Budget, get_budget
 from cifar_search.search.objective import OBJECTIVES, Constraints, Objective
@@ -42,6 +44,9 @@ from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
 from cifar_search.train.recipe import split
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime
+
+if TYPE_CHECKING:
+    from cifar_search.train.throughput import Rate
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +93,7 @@ class OpenSearch:
     runtime: Runtime
     space: Space
     constraints: Constraints
+    ceiling_source: str  # how constraints.max_flops was set (cifar_search.search.ceiling)
     storage_url: str
     enqueued: list[str]
     retried: int
@@ -102,7 +108,7 @@ class OpenSearch:
             f"study {self.study.study_name!r}: {done} of {self.settings.trials} trials finished",
             f"budget {b.name}: {b.epochs} epochs/trial, {subset} training images, "
             f"{b.val_size:,} validation; ceilings: FLOPs/image "
-            f"{_ceiling(self.constraints.max_flops)}, params "
+            f"{_ceiling(self.constraints.max_flops)} ({self.ceiling_source}), params "
             f"{_ceiling(self.constraints.max_params)}",
             f"device {r['device_name']} ({r['precision']}, channels_last={r['channels_last']}), "
             f"sampler {type(self.study.sampler).__name__}, "
@@ -205,10 +211,10 @@ def open_search(s: SearchSettings) -> OpenSearch:
         epochs=s.epochs, train_subset=s.train_subset
     )
     space = s.space if isinstance(s.space, Space) else load_space(s.space)
-    max_flops = s.max_flops if s.max_flops is not None else budget.max_flops
-    constraints = Constraints(max_params=s.max_params, max_flops=max_flops)
-    names = s.presets if s.presets is not None else _fitting_presets(constraints)
-    presets = _preset_params(names, space, constraints, warn=s.presets is not None)
+    from cifar_search.train.presets import get_preset
+
+    for name in s.presets or ():
+        get_preset(name)  # an unknown name fails here, before anything is written
     multi = len(s.objectives) > 1
     sampler_name = s.sampler or ("nsga2" if multi else "tpe")
     storage_url = s.storage or default_url(s.study)
@@ -217,20 +223,55 @@ def open_search(s: SearchSettings) -> OpenSearch:
         check_out_dir("--tensorboard", s.tensorboard)
     trackers = make_trackers(s.study, mlflow=s.mlflow, tensorboard=s.tensorboard)
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
+    stored = _stored_attrs(storage, s.study)
+    ceiling = _ceiling_of(s, budget, runtime, arrays, stored)
+    constraints = Constraints(max_params=s.max_params, max_flops=ceiling.max_flops)
+    names = s.presets if s.presets is not None else _fitting_presets(constraints)
+    presets = _preset_params(names, space, constraints, warn=s.presets is not None)
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
     seed = sampler_seed(s.seed, _n_trials(storage, s.study), s.worker, parallel=parallel)
     sampler = make_sampler(sampler_name, seed, multi=multi, parallel=parallel)
     pruner = make_pruner(s.pruner or budget.pruner, budget)
     settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
-                "space": dump_space(space), "created_with": json.dumps(runtime.describe())}
+                "space": dump_space(space), "created_with": json.dumps(runtime.describe()),
+                ceiling_mod.ATTR: ceiling.as_dict()}
     study = create_or_resume(storage, s.study, sampler=sampler, pruner=pruner,
                              objectives=s.objectives, settings=settings)
     retried, enqueued = 0, []
     if s.worker is None:
         retried = retry_interrupted(study)
         enqueued = enqueue_presets(study, presets, lambda p: outside_space(p, space))
-    return OpenSearch(s, study, budget, runtime, space, constraints, storage_url, enqueued,
-                      retried, arrays, trackers)
+    return OpenSearch(s, study, budget, runtime, space, constraints, ceiling.source,
+                      storage_url, enqueued, retried, arrays, trackers)
+
+
+def _stored_attrs(storage: optuna.storages.BaseStorage, study: str) -> dict[str, object]:
+    """The user attributes of the study being resumed ({} where it does not exist yet)."""
+    try:
+        return dict(optuna.load_study(study_name=study, storage=storage).user_attrs)
+    except KeyError:
+        return {}
+
+
+def _ceiling_of(s: SearchSettings, budget: Budget, runtime: Runtime, arrays: CifarArrays,
+                stored: dict[str, object]) -> ceiling_mod.Ceiling:
+    """The search's FLOPs ceiling (:mod:`cifar_search.search.ceiling`); where the budget
+    derives it, fast94's speed is read from the throughput cache or measured (~10 s on the
+    reference CPU, once per device)."""
+    from cifar_search.search.auto_plan import PRIOR
+    from cifar_search.search.timed import probe
+    from cifar_search.train.models import model_cost
+    from cifar_search.train.presets import get_preset
+    from cifar_search.train.throughput import RateCache
+
+    reference = get_preset(PRIOR[0]).config
+
+    def measure() -> tuple[Rate, bool]:
+        return RateCache().rate(reference, runtime, *probe(arrays, runtime.device))
+
+    return ceiling_mod.resolve(budget, given=s.max_flops, stored=stored, measure=measure,
+                               reference=PRIOR[0], reference_flops=model_cost(reference.model)[1],
+                               train_images=budget.trial_images(len(arrays.train_y)))
 
 
 def _checked_data(s: SearchSettings, budget: Budget) -> CifarArrays:
@@ -289,7 +330,8 @@ def _fitting_presets(constraints: Constraints) -> tuple[str, ...]:
 def fit_preset(cfg: TrainConfig, constraints: Constraints, space: Space) -> TrainConfig | None:
     """``cfg`` at the widest of its own width and the space's smaller widths that fits
     ``constraints`` (None if not even the smallest does): a preset scaled to the budget rather
-    than dropped from the warm start (the cpu budget's 80 MFLOPs take fast94 at width 32)."""
+    than dropped from the warm start (the cpu budget's 91 MFLOPs on the reference CPU take
+    fast94 at width 32)."""
     from cifar_search.train.models import model_cost
 
     widths = sorted((int(w) for w in space.get("width").choices

@@ -291,11 +291,14 @@ def create_or_resume(
     if list(stored.get("objectives", ["accuracy"])) != list(objectives):
         raise StudyError(f"study {name!r} was created with --objectives "
                          f"{','.join(stored['objectives'])}, not {','.join(objectives)}.")
-    for key in ("budget",):
-        if key in stored and key in settings and stored[key] != settings[key]:
-            raise StudyError(f"study {name!r} was created with {key}={stored[key]!r}; resuming "
-                             f"with {settings[key]!r} would mix incomparable trials. Use a new "
-                             "--study name.")
+    old, new = stored.get("budget"), settings.get("budget")
+    if isinstance(old, dict) and isinstance(new, dict):  # what makes trials comparable only:
+        # the budget's ceiling and pruner defaults may change between versions of the tool
+        keys = ("name", "epochs", "train_subset", "val_size")
+        was, now = {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
+        if was != now:
+            raise StudyError(f"study {name!r} was created with budget {was!r}; resuming with "
+                             f"{now!r} would mix incomparable trials. Use a new --study name.")
     return study
 
 
