@@ -120,12 +120,18 @@ step_auto_start() {  # bench/bench_auto.py ARM at T = AUTO_TIME, in its own sess
   setsid nohup $PY bench/bench_auto.py --arm "$ARM" --seed "$SEED" --time "$AUTO_TIME" \
     --data "$DATA" --work "$AUTO_DIR/work" --results "$AUTO_DIR/row.jsonl" \
     > "$AUTO_DIR/bench.out" 2>&1 < /dev/null &
+  echo $! > "$AUTO_DIR/pid"
   echo "$ARM (seed $SEED, T = $AUTO_TIME s) started at $(date -u +%T); bench/gpu.sh auto-collect collects it"
 }
 
 step_auto_collect() {
-  wait_for "$AUTO_DIR/row.jsonl" 540 || { cp "$AUTO_DIR/bench.out" "$OUT/" || true; return 1; }
   local run=$AUTO_DIR/work/$ARM-seed$SEED-T$AUTO_TIME
+  if ! wait_for "$AUTO_DIR/row.jsonl" 540 "$(cat "$AUTO_DIR/pid" 2>/dev/null || true)"; then
+    cp "$AUTO_DIR/bench.out" "$OUT/" || true
+    cp "$run/log.txt" "$OUT/auto-$ARM-seed$SEED-log.txt" 2>/dev/null || true
+    tail -n 5 "$AUTO_DIR/bench.out" "$run/log.txt" 2>/dev/null || true
+    return 1
+  fi
   cp "$AUTO_DIR/row.jsonl" "$OUT/auto-$ARM-seed$SEED.jsonl"
   cp "$run/log.txt" "$OUT/auto-$ARM-seed$SEED-log.txt"
   cp "$run/model/metrics.json" "$OUT/auto-$ARM-seed$SEED-metrics.json" || true
@@ -133,9 +139,16 @@ step_auto_collect() {
   $PY bench/bench_auto.py --table --results "$AUTO_DIR/row.jsonl" | tee "$OUT/auto-$ARM-seed$SEED.md"
 }
 
-wait_for() {  # FILE SECONDS
+wait_for() {  # FILE SECONDS [PID: give up as soon as that process has ended without FILE]
   local i
-  for ((i = 0; i < $2; i += 5)); do [[ -f $1 ]] && return 0; sleep 5; done
+  for ((i = 0; i < $2; i += 5)); do
+    [[ -f $1 ]] && return 0
+    if [[ -n ${3:-} ]] && ! kill -0 "$3" 2>/dev/null; then
+      [[ -f $1 ]] && return 0
+      echo "the arm ended without $1: it failed (its log follows)" >&2; return 1
+    fi
+    sleep 5
+  done
   echo "not there after $2 s: $1 (still running? call the step again)" >&2; return 1
 }
 

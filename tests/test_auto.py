@@ -153,6 +153,33 @@ def test_ctrl_c_in_the_final_training_resumes_within_what_is_left(
         run_auto(settings(tmp_path, synthetic_npz, study="a", time=600.0))
 
 
+def test_ctrl_c_in_the_final_training_goes_on_from_its_last_resume_file(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    """The re-run trains the same planned training from the epoch after the last one saved,
+    not a new, shorter one from the start; the shipped config is the planned one."""
+    def interrupt(epochs: int, epoch: int, m: EpochMetrics) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_auto(settings(tmp_path, synthetic_npz, time=400.0, checkpoint_every=0.0),
+                 say=lambda _: None, on_epoch=interrupt)
+    planned = load(tmp_path).user_attrs["auto"]["final_plan"]
+    epochs = planned["config"]["epochs"]
+    assert epochs >= 3 and (tmp_path / "model" / "resume" / "seed-0.pt").is_file()
+    lines: list[str] = []
+    seen: list[int] = []
+    result = run_auto(settings(tmp_path, synthetic_npz, time=400.0, checkpoint_every=0.0),
+                      say=lines.append, on_epoch=lambda n, e, m: seen.append(e))
+    assert any(line.startswith("resuming the final training: good") for line in lines)
+    assert seen == list(range(2, epochs + 1))
+    shipped = TrainConfig.from_dict(result.retrain.metrics["config"])
+    assert shipped == TrainConfig.from_dict(planned["config"])
+    assert result.retrain.metrics["data"]["epoch_images"] == planned["epoch_images"]
+    assert len(result.retrain.metrics["data"]["epoch_images_run"]) == epochs
+    assert not (result.run_dir / "resume").exists()
+
+
 def test_cli_refuses_bad_time_in_one_line(tmp_path: Path, synthetic_npz: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ("0", "ten", "1x"):

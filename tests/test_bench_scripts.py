@@ -113,7 +113,7 @@ def test_gpu_sh_runs_its_device_plan_on_the_cpu(synthetic_npz: Path, tmp_path: P
 
     def gpu_sh(*steps: str) -> str:
         proc = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), *steps], cwd=REPO,
-                              capture_output=True, text=True, timeout=300, check=False, env=env)
+                              capture_output=True, text=True, timeout=600, check=False, env=env)
         assert proc.returncode == 0, f"gpu.sh {steps}:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
@@ -126,35 +126,55 @@ def test_gpu_sh_runs_its_device_plan_on_the_cpu(synthetic_npz: Path, tmp_path: P
     assert json.loads((tmp_path / "out" / "search.json").read_text())["retrain_seconds"] > 0
 
 
+def _planted_rate(tmp_path: Path) -> Path:
+    """A private XDG cache folder holding fast94's rate for this machine, so that ``auto``
+    measures nothing (seconds to minutes on a 2-core CPU)."""
+    from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
+    from cifar_search.train.presets import get_preset
+    from cifar_search.train.runtime import resolve_runtime
+    from cifar_search.train.throughput import Rate, RateCache
+
+    xdg = tmp_path / "xdg"
+    RateCache(xdg / "cifar-search" / "throughput.json").put(
+        rebuild_in(get_preset("fast94").config, DEFAULT_SPACE),
+        resolve_runtime("auto", "auto"), Rate(train=64.0, eval=5000.0))
+    return xdg
+
+
 def test_gpu_sh_runs_an_auto_arm_in_its_own_session_and_collects_it(synthetic_npz: Path,
                                                                     tmp_path: Path) -> None:
     """The second device plan: ``auto-start`` returns at once, ``auto-collect`` waits for the
-    arm (bench_auto.py, the real CLI) and brings back its row, log and model card."""
+    arm (bench_auto.py, the real CLI) and brings back its row, log and model card.
+
+    fast94's rate is planted in a private cache: its evaluation speed high enough that T = 60 s
+    always leaves time to train after the test passes and the exports however slow the
+    machine, its training speed the reference CPU's in fp32 (so one short paced epoch)."""
     env = {**ENV, "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
-           "DATA": str(synthetic_npz), "PYTHON": sys.executable, "AUTO_TIME": "40",
-           "SEED": "3", "CIFAR_SEARCH_DATA": str(tmp_path / "cache")}
+           "DATA": str(synthetic_npz), "PYTHON": sys.executable, "AUTO_TIME": "60",
+           "SEED": "3", "CIFAR_SEARCH_DATA": str(tmp_path / "cache"),
+           "XDG_CACHE_HOME": str(_planted_rate(tmp_path))}
 
     def gpu_sh(step: str) -> str:
         proc = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), step], cwd=REPO,
-                              capture_output=True, text=True, timeout=300, check=False, env=env)
+                              capture_output=True, text=True, timeout=600, check=False, env=env)
         assert proc.returncode == 0, f"gpu.sh {step}:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
-    assert "auto (seed 3, T = 40 s) started at" in gpu_sh("auto-start")
+    assert "auto (seed 3, T = 60 s) started at" in gpu_sh("auto-start")
     assert not (tmp_path / "out" / "auto-auto-seed3.jsonl").exists()  # it runs on, detached
     table = gpu_sh("auto-collect")
     out = tmp_path / "out"
     assert {"auto-auto-seed3.jsonl", "auto-auto-seed3-log.txt", "auto-auto-seed3-metrics.json",
             "auto-auto-seed3-MODEL.md", "auto-auto-seed3.md"} <= {p.name for p in out.iterdir()}
     row = json.loads((out / "auto-auto-seed3.jsonl").read_text())
-    assert row["arm"] == "auto" and row["seed"] == 3 and row["time"] == 40 and row["rc"] == 0
-    assert 0 <= row["test_acc"] <= 1 and "| auto | 3 | 40 |" in table
+    assert row["arm"] == "auto" and row["seed"] == 3 and row["time"] == 60 and row["rc"] == 0
+    assert 0 <= row["test_acc"] <= 1 and "| auto | 3 | 60 |" in table
 
 
 def test_bench_tricks_runs_each_variant_through_cifar_search_train(synthetic_npz: Path,
                                                                     tmp_path: Path) -> None:
     out = _run("bench_tricks.py", "--tiny", "--data", str(synthetic_npz), "--variants",
-               "base,no-lookahead,no-tta", "--json", str(tmp_path / "t.json"), timeout=300)
+               "base,no-lookahead,no-tta", "--json", str(tmp_path / "t.json"), timeout=900)
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| no")]
     assert rows == ["no-lookahead", "no-tta"]
     data = json.loads((tmp_path / "t.json").read_text())
@@ -176,3 +196,29 @@ def test_bench_auto_table_renders_its_results_file(tmp_path: Path) -> None:
     results.write_text(json.dumps(row) + "\n")
     out = _run("bench_auto.py", "--table", "--results", str(results))
     assert "| auto | 0 | 600 | 590 | 0.983 | 93.51% | 93.02% | x |" in out
+
+
+def test_bench_resume_cost_writes_a_resume_file_for_every_preset(synthetic_npz: Path) -> None:
+    from cifar_search.train.presets import PRESETS
+
+    out = _run("bench_resume.py", "--cost", "--data", str(synthetic_npz), "--device", "cpu")
+    rows = [line.split("|")[1].strip() for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith(("| preset", "| ---"))]
+    assert rows == list(PRESETS)
+
+
+def test_gpu_sh_auto_collect_reports_a_failed_arm_at_once(synthetic_npz: Path,
+                                                          tmp_path: Path) -> None:
+    """An arm that fails (T = 1 s leaves no time to train) is reported when it ends, with its
+    log, instead of after the 540 s the collect step waits for a running one."""
+    env = {**ENV, "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "DATA": str(synthetic_npz), "PYTHON": sys.executable, "AUTO_TIME": "1",
+           "CIFAR_SEARCH_DATA": str(tmp_path / "cache"),
+           "XDG_CACHE_HOME": str(_planted_rate(tmp_path))}
+    script = str(REPO / "bench" / "gpu.sh")
+    subprocess.run(["bash", script, "auto-start"], cwd=REPO, env=env, check=True, timeout=60,
+                   capture_output=True)
+    proc = subprocess.run(["bash", script, "auto-collect"], cwd=REPO, env=env, timeout=300,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "the arm ended without" in proc.stderr
+    assert "leaves no time to train" in (tmp_path / "out" / "auto-auto-seed0-log.txt").read_text()

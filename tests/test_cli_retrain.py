@@ -9,9 +9,11 @@ import optuna
 import pytest
 from datagen import CLASSES, make_images, write_npz
 from PIL import Image
-from test_retrain import STUDY, make_small_study
+from test_retrain import STUDY, copy_storage, make_small_study
 
 from cifar_search.cli.main import main
+from cifar_search.search.retrain import RetrainSettings, resolve_target, retrain
+from cifar_search.train.trainer import EpochMetrics
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,30 @@ def test_retrain_json(tmp_path: Path, synthetic_npz: Path,
     out = json.loads(capsys.readouterr().out)
     assert 0 <= out["test_acc_mean"] <= 1 and out["epochs"] == 1 and out["record_key"] is None
     assert out["run_dir"] == str((tmp_path / "m").resolve())
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_stopped_retrain_goes_on_when_run_again_unless_restarted(
+        storage: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        restart: bool) -> None:
+    """The stop is made through the library (a hook raising after epoch 2, a resume file after
+    every epoch); the same command line then finds the file and goes on from epoch 1."""
+    url = copy_storage(storage, tmp_path)
+    out = tmp_path / "run"
+    target = resolve_target("best", study=STUDY, storage=url, epochs=3)
+
+    def stop(seed: int, epoch: int, m: EpochMetrics) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        retrain(target, RetrainSettings(out=out, data=data, device="cpu", export=False,
+                                        checkpoint_every=0.0), on_epoch=stop)
+    assert (out / "resume" / "seed-0.pt").is_file()
+    args = ["retrain", "best", "--study", STUDY, "--storage", url, "--data", str(data),
+            "--device", "cpu", "--out", str(out), "--no-export", "--no-progress", "--epochs", "3"]
+    assert main(args + (["--restart"] if restart else [])) == 0
+    text = capsys.readouterr().out
+    assert ("seed 0: going on after epoch 1 of 3" in text) is not restart
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+    assert not (out / "resume").exists()

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from datagen import write_npz
 from optuna.trial import TrialState
 
 from cifar_search.errors import ConfigError, StudyError
 from cifar_search.search.retrain import (
+    OnEpoch,
     RetrainSettings,
     RetrainTarget,
     config_differences,
@@ -25,6 +27,7 @@ from cifar_search.search.space_file import apply_overrides, dump_space
 from cifar_search.train.checkpoint import load_model_folder
 from cifar_search.train.config import ModelConfig, TrainConfig
 from cifar_search.train.presets import Preset
+from cifar_search.train.trainer import EpochMetrics
 
 STUDY = "small"
 # plain CNN, 16 channels, batch 64, SGD at a sane lr: seconds per trial on 2 CPU cores; the
@@ -254,3 +257,66 @@ def test_a_deadline_paces_the_epochs_after_the_first(data: Path, tmp_path: Path)
     with pytest.raises(ConfigError, match="paces one seed"):
         retrain(target, RetrainSettings(seeds=2, out=tmp_path / "s", data=data, device="cpu",
                                         export=False, deadline=time.monotonic()))
+
+
+class Stop(Exception):
+    """What a test raises to stop a retraining (Ctrl-C in real use)."""
+
+
+TINY_CFG = TrainConfig(model=ModelConfig(family="plain_cnn", width=8, depth=(1, 1, 1)),
+                       batch_size=128, epochs=3)
+
+
+def _resumable(out: Path, data: Path, **kw: object) -> RetrainSettings:
+    """Settings whose resume file is written after every epoch (no timing in the test)."""
+    base: dict[str, object] = dict(out=out, data=data, device="cpu", export=False,
+                                   checkpoint_every=0.0)
+    return RetrainSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _stop_at(seed: int, epoch: int, seen: list[tuple[int, int]] | None = None) -> OnEpoch:
+    def hook(s: int, e: int, m: EpochMetrics) -> None:
+        if seen is not None:
+            seen.append((s, e))
+        if (s, e) == (seed, epoch):
+            raise Stop
+    return hook
+
+
+def test_a_stopped_retraining_goes_on_where_it_was(data: Path, tmp_path: Path) -> None:
+    """Stopped in the second seed's second epoch, run again: the first seed is neither trained
+    nor tested again, the second goes on from its first epoch, and every number and weight is
+    the one a run that never stopped gives."""
+    target = RetrainTarget("tiny", "test", TINY_CFG, "test")
+    whole = retrain(target, _resumable(tmp_path / "whole", data, seeds=2))
+    out = tmp_path / "r"
+    with pytest.raises(Stop):
+        retrain(target, _resumable(out, data, seeds=2), on_epoch=_stop_at(1, 2))
+    assert sorted(p.name for p in (out / "resume").iterdir()) == ["seed-0.pt", "seed-1.pt"]
+    assert not (out / "metrics.json").exists()
+    seen: list[tuple[int, int]] = []
+    again = retrain(target, _resumable(out, data, seeds=2), on_epoch=_stop_at(-1, -1, seen))
+    assert seen == [(1, 2), (1, 3)]
+    assert again.test_acc == whole.test_acc and again.test_acc_single == whole.test_acc_single
+    for sub in ("", "seed-1"):
+        a, _, ma = load_model_folder(out / sub)
+        b, _, mb = load_model_folder(tmp_path / "whole" / sub)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y)
+        assert [e["train_loss"] for e in ma["epochs"]] == [e["train_loss"] for e in mb["epochs"]]
+    assert not (out / "resume").exists()  # the run folder is complete: nothing to resume
+
+
+@pytest.mark.parametrize("change", ["resume=False", "another config"])
+def test_resume_false_or_another_config_starts_again(data: Path, tmp_path: Path,
+                                                     change: str) -> None:
+    out = tmp_path / "r"
+    with pytest.raises(Stop):
+        retrain(RetrainTarget("tiny", "test", TINY_CFG, "test"), _resumable(out, data),
+                on_epoch=_stop_at(0, 2))
+    cfg = TINY_CFG.replace(epochs=2) if change == "another config" else TINY_CFG
+    seen: list[tuple[int, int]] = []
+    retrain(RetrainTarget("tiny", "test", cfg, "test"),
+            _resumable(out, data, resume=change != "resume=False"),
+            on_epoch=_stop_at(-1, -1, seen))
+    assert seen == [(0, e) for e in range(1, cfg.epochs + 1)]

@@ -35,6 +35,11 @@ the data, this config's speed on this device from the throughput cache or a few 
 batches, both test passes, the exports). The epochs are planned from that speed and paced after
 each one to end on time, the schedule spanning them; the plan is printed first.
 
+Stopped (Ctrl-C, a lost machine), the same command goes on where the training was: each seed's
+state is written to resume/ in the run folder about once a minute, and a re-run with the same
+config, seed and data continues from the last write (--restart: from the start). With --time,
+the epochs left are fitted into the T the re-run is given.
+
 The run folder (default runs/<study>/trial-<n>, runs/<study>/preset-<name>, or
 runs/presets/preset-<name> without --study) holds model.safetensors, config.json, metrics.json,
 misclassified.npz, model.pt2, model.onnx and MODEL.md; seeds after the first in seed-<s>/.
@@ -70,6 +75,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: see below)")
     p.add_argument("--no-export", action="store_true",
                    help="skip model.pt2 and model.onnx (and model_tta.*)")
+    p.add_argument("--restart", action="store_true",
+                   help="train from the start, even where the run folder holds a stopped run "
+                   "of this training (by default it goes on from where it stopped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
                    help="print the result as JSON (accuracies as fractions)")
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             label=f"{target.label} with --set {' '.join(args.sets)}")
     settings = RetrainSettings(seeds=args.seeds, seed=args.seed, out=args.out, data=args.data,
                                device=args.device, precision=args.precision,
-                               export=not args.no_export)
+                               export=not args.no_export, resume=not args.restart)
     out = sys.stderr if args.json else sys.stdout
     configure_cpu_threads()
     arrays = None
@@ -131,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
                             f"loss {m.train_loss:.3f}")
 
     try:
-        result = retrain(target, settings, on_epoch=on_epoch, arrays=arrays)
+        result = retrain(target, settings, on_epoch=on_epoch, arrays=arrays,
+                         say=lambda line: bar.write(line, file=out))
     except DivergedError as exc:
         bar.close()
         print(f"cifar-search retrain: error: training diverged: {exc}", file=sys.stderr)

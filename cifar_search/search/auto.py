@@ -15,7 +15,11 @@ One knob, the wall-clock budget, as AutoGluon's ``fit(time_limit=...)``. In orde
    top rung is never behind it;
 5. the final training of the winner on all training images, scaled again from its recipe's own
    width to fill what is left of T, tested once and exported by
-   :func:`cifar_search.search.retrain.retrain` (the same run folder).
+   :func:`cifar_search.search.retrain.retrain` (the same run folder). Its config and images an
+   epoch are stored on the study (``auto.final_plan``) before it starts, so a re-run after
+   Ctrl-C goes on with the same training from its last resume file
+   (:mod:`cifar_search.train.resume`), paced to what is left of T, instead of planning a new,
+   shorter one from the start.
 
 How well each rung predicted the next (Spearman's rho over the configs in both) is stored on
 the study (user attribute ``auto``) and in the run folder's ``metrics.json``.
@@ -48,16 +52,18 @@ from cifar_search.search.space import DEFAULT_SPACE, Space, rebuild_in
 from cifar_search.search.space_file import dump_space
 from cifar_search.search.storage import default_url, open_storage
 from cifar_search.search.study import create_or_resume
-from cifar_search.search.timed import pace, probe
+from cifar_search.search.timed import pace, probe, repace
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
 from cifar_search.train.models import model_cost
 from cifar_search.train.presets import PRESETS, get_preset
+from cifar_search.train.resume import EVERY_S
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime
 from cifar_search.train.throughput import Rate, RateCache
 from cifar_search.train.trainer import EpochMetrics
 
 logger = logging.getLogger(__name__)
+SPENT_EVERY_S = 30.0  # seconds between writes of the time spent during the final training
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class AutoSettings:
     cache: Path | None = None  # throughput cache file (default: in the data cache folder)
     rates: Callable[[TrainConfig], Rate] | None = None  # instead of measuring (tests, API)
     started: float | None = None  # time.monotonic() when the command started (default: now)
+    checkpoint_every: float = EVERY_S  # seconds between the final training's resume files
 
 
 @dataclass
@@ -197,6 +204,13 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
         say(plan.describe())
     final_train_s = auto_plan.final_share(plan.final_s, clock.time_s, runtime.device.type,
                                           test_images, reference.rate.eval, reference.config.tta)
+    planned = study.user_attrs.get(ATTR, {}).get("final_plan")
+    if isinstance(planned, dict):  # stopped in the final training: the same one goes on
+        winner = Candidate(str(planned["winner"]), TrainConfig.from_dict(planned["config"]),
+                           Rate(*planned["rate"]), planned.get("preset"))
+        stored_rhos = study.user_attrs.get(ATTR, {}).get("rank_correlation", [])
+        return _final(s, study, clock, runtime, arrays, winner, planned.get("trial"), plan,
+                      list(stored_rhos), say, on_epoch, resumed=planned)
 
     def own(name: str) -> TrainConfig:
         return rebuild_in(recipes[name], space)
@@ -283,35 +297,56 @@ def _scale(name: str, base: TrainConfig, seconds: float, images: int, space: Spa
 def _final(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
            arrays: CifarArrays, winner: Candidate, trial_number: int | None, plan: Plan,
            rhos: list[float | None], say: Say,
-           on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
-    """Train the winner on all training images with the epochs that fill what is left."""
+           on_epoch: Callable[[int, int, EpochMetrics], None] | None,
+           resumed: dict[str, Any] | None = None) -> AutoResult:
+    """Train the winner on all training images with the epochs that fill what is left
+    (``resumed``: the stored plan of a final training that was stopped, kept as it was)."""
     train_images, test_images = len(arrays.train_y), len(arrays.test_y)
-    paced = pace(winner.config, winner.rate, clock.left(), clock.time_s,
-                 device=runtime.device.type, train_images=train_images,
-                 test_images=test_images, export=s.export)
+    if resumed is None:
+        paced = pace(winner.config, winner.rate, clock.left(), clock.time_s,
+                     device=runtime.device.type, train_images=train_images,
+                     test_images=test_images, export=s.export)
+    else:
+        paced = repace(winner.config, resumed.get("epoch_images"), winner.rate, clock.left(),
+                       clock.time_s, device=runtime.device.type, test_images=test_images,
+                       export=s.export)
     cfg, epoch_images, seconds = paced.config, paced.epoch_images, max(paced.seconds, 0.0)
     epochs = cfg.epochs
     preset = winner.preset if trial_number is None else None
-    record(study, budget_retrain_epochs=epochs, spent_s=clock.spent())
+    record(study, budget_retrain_epochs=epochs, spent_s=clock.spent(), final_plan={
+        "winner": winner.name, "config": cfg.to_dict(), "epoch_images": epoch_images,
+        "rate": [winner.rate.train, winner.rate.eval], "preset": winner.preset,
+        "trial": trial_number})
     study.set_user_attr("budget", dataclasses.asdict(Budget(
         "auto", epochs=epochs, train_subset=None, retrain_epochs=epochs, pruner="none")))
     target = RetrainTarget(f"{winner.name} chosen by auto", "auto", cfg, paced.source("auto"),
                            study=study, trial_number=trial_number, preset=preset)
     run_dir = Path(s.out) if s.out is not None else Path("runs") / study.study_name / "auto"
     seen = epoch_images if epoch_images is not None else train_images
-    say(f"final training: {winner.name} ({cfg.model.family}, width {cfg.model.width}), "
+    say(f"{'resuming the ' if resumed else ''}final training: {winner.name} "
+        f"({cfg.model.family}, width {cfg.model.width}), "
         f"{epochs} epochs of {seen:,} of the {train_images:,} images "
-        f"(~{winner.rate.train_seconds(seen, epochs):.0f} s), "
+        f"(~{winner.rate.train_seconds(seen, epochs):.0f} s in all), "
         f"paced to end in {seconds:.0f} s, then the test set once and the exports; "
         f"{clock.left():.0f} s of T left")
-    hook = None if on_epoch is None else (lambda seed, e, m: on_epoch(epochs, e, m))
+    last = [time.monotonic()]
+
+    def hook(seed: int, epoch: int, m: EpochMetrics) -> None:
+        # T's account kept current: a process killed (not Ctrl-C'd) loses at most this much
+        if time.monotonic() - last[0] >= SPENT_EVERY_S:
+            record(study, spent_s=clock.spent())
+            last[0] = time.monotonic()
+        if on_epoch is not None:
+            on_epoch(epochs, epoch, m)
+
     # paced: the measured rate is a few seconds of batches, and a shared CPU runs an epoch
     # 5-10% off it; after each epoch the images of the epochs left fit the time left
     result = retrain(target, paced.settings(RetrainSettings(seed=s.seed, out=run_dir,
                                                             data=s.data, device=s.device,
                                                             precision=s.precision,
-                                                            export=s.export)),
-                     on_epoch=hook, arrays=arrays)
+                                                            export=s.export,
+                                                            checkpoint_every=s.checkpoint_every)),
+                     on_epoch=hook, arrays=arrays, say=say)
     summary = (f"{winner.name} x {epochs} epochs; "
                + ("no search" if not plan.rungs else f"{len(plan.rungs)} rung(s)")
                + f"; {plan.reason}")

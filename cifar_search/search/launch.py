@@ -223,13 +223,15 @@ def open_search(s: SearchSettings) -> OpenSearch:
         check_out_dir("--tensorboard", s.tensorboard)
     trackers = make_trackers(s.study, mlflow=s.mlflow, tensorboard=s.tensorboard)
     storage = open_storage(storage_url, heartbeat_interval=s.heartbeat)
-    stored = _stored_attrs(storage, s.study)
+    existing = _existing(storage, s.study)
+    stored = dict(existing.user_attrs) if existing is not None else {}
     ceiling = _ceiling_of(s, budget, runtime, arrays, stored)
     constraints = Constraints(max_params=s.max_params, max_flops=ceiling.max_flops)
     names = s.presets if s.presets is not None else _fitting_presets(constraints)
     presets = _preset_params(names, space, constraints, warn=s.presets is not None)
     parallel = s.parallel if s.parallel is not None else not storage_url.startswith("sqlite")
-    seed = sampler_seed(s.seed, _n_trials(storage, s.study), s.worker, parallel=parallel)
+    n_trials = len(existing.trials) if existing is not None else 0
+    seed = sampler_seed(s.seed, n_trials, s.worker, parallel=parallel)
     sampler = make_sampler(sampler_name, seed, multi=multi, parallel=parallel)
     pruner = make_pruner(s.pruner or budget.pruner, budget)
     settings = {"budget": dataclasses.asdict(budget), "seed": s.seed,
@@ -245,12 +247,12 @@ def open_search(s: SearchSettings) -> OpenSearch:
                       storage_url, enqueued, retried, arrays, trackers)
 
 
-def _stored_attrs(storage: optuna.storages.BaseStorage, study: str) -> dict[str, object]:
-    """The user attributes of the study being resumed ({} where it does not exist yet)."""
+def _existing(storage: optuna.storages.BaseStorage, study: str) -> optuna.Study | None:
+    """The study being resumed (None where it does not exist yet)."""
     try:
-        return dict(optuna.load_study(study_name=study, storage=storage).user_attrs)
+        return optuna.load_study(study_name=study, storage=storage)
     except KeyError:
-        return {}
+        return None
 
 
 def _ceiling_of(s: SearchSettings, budget: Budget, runtime: Runtime, arrays: CifarArrays,
@@ -302,13 +304,6 @@ def worker_name(worker: int | None) -> str:
     """How a trial names the process that ran it: ``host/pid``, with ``#i`` for a local worker."""
     name = f"{socket.gethostname()}/{os.getpid()}"
     return name if worker is None else f"{name}#{worker}"
-
-
-def _n_trials(storage: optuna.storages.BaseStorage, study: str) -> int:
-    try:
-        return len(optuna.load_study(study_name=study, storage=storage).trials)
-    except KeyError:
-        return 0
 
 
 def _artifacts_for(storage_url: str, study: str) -> Path:

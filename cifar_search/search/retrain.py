@@ -28,6 +28,14 @@ other seeds, ``misclassified.npz``, ``model.pt2``, ``model.onnx`` (one view), wi
 ``MODEL.md``, which says which file gives which number. Every file is written atomically. The
 results are recorded on the study as ``retrain:<n>`` / ``retrain:preset:<name>`` (Optuna
 forbids changing finished trials).
+
+**Stopped and run again, a retraining goes on where it was.** While a seed trains, its state
+is written to ``resume/seed-<s>.pt`` in the run folder about once a minute
+(:mod:`cifar_search.train.resume`), and a finished seed's weights and test results are written
+there before the next seed starts, so a re-run with the same config, seed and data goes on
+from the last write: the same training as one that never stopped, its test set still used once.
+A paced training (``deadline``) fits the epochs left into the time it is given now. The folder
+is removed once the run folder is complete; ``resume=False`` starts again.
 """
 
 from __future__ import annotations
@@ -57,12 +65,14 @@ from cifar_search.search.storage import default_url, load_existing_study
 from cifar_search.train.checkpoint import save_model_folder
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CLASSES, CifarArrays, load_cifar10
+from cifar_search.train.evaluation import place
 from cifar_search.train.export import export_model
 from cifar_search.train.model_card import model_card
 from cifar_search.train.models import count_flops, count_params
 from cifar_search.train.pacing import Pacer
 from cifar_search.train.presets import get_preset
 from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
+from cifar_search.train.resume import EVERY_S, Checkpoint, State
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime, versions
 from cifar_search.train.trainer import EpochMetrics, predict_logits, train
 
@@ -71,8 +81,10 @@ logger = logging.getLogger(__name__)
 RUNS_DIR = Path("runs")
 DEFAULT_STUDY = "cifar"
 MAX_MISCLASSIFIED = 64  # test images kept in misclassified.npz (the first ones, in test order)
+RESUME_DIR = "resume"  # in the run folder: the state of the seeds of an unfinished run
 
 OnEpoch = Callable[[int, int, EpochMetrics], None]  # (seed, epoch, metrics)
+Say = Callable[[str], None]  # a line for the user (the CLI prints it)
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,8 @@ class RetrainSettings:
     # time.monotonic() by which the training must end (one seed only): after each epoch the
     # images of the epochs left are fitted into the time left (cifar_search.train.pacing)
     deadline: float | None = None
+    resume: bool = True  # go on from a stopped run of the same training in the run folder
+    checkpoint_every: float = EVERY_S  # seconds of training between resume files (0: each epoch)
 
 
 @dataclass(frozen=True)
@@ -271,6 +285,7 @@ def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
 def retrain(
     target: RetrainTarget, settings: RetrainSettings | None = None, *,
     on_epoch: OnEpoch | None = None, arrays: CifarArrays | None = None,
+    say: Say = logger.info,
 ) -> RetrainResult:
     """Train ``target.config`` on all training images for each seed, test, write, record.
 
@@ -280,6 +295,7 @@ def retrain(
         on_epoch: Called as ``on_epoch(seed, epoch, metrics)`` after every epoch.
         arrays: The data set, already loaded (``auto`` and ``--time`` load it first to
             measure); default: ``settings.data`` loaded here.
+        say: Gets a line where a seed goes on from a stopped run (or was finished by one).
 
     Returns:
         Test accuracies per seed, mean ± std, the run folder and what metrics.json holds.
@@ -309,15 +325,30 @@ def retrain(
     train_size, test_size = len(data.train_y), len(data.test_y)
     seeds = [s.seed + i for i in range(s.seeds)]
     per_seed: list[dict[str, Any]] = []
+    checkpoints = []
     for seed in seeds:
-        net, logits, summary = _train_seed(cfg, data, runtime, seed, on_epoch, s.epoch_images,
-                                           s.deadline)
-        per_seed.append(summary)
-        if seed == seeds[0]:  # the run folder's model: the first seed, never the "best"
-            model, pred = net, logits.argmax(1).numpy()
+        ckpt = Checkpoint(run_dir / RESUME_DIR / f"seed-{seed}.pt",
+                          {"config": cfg.to_dict(), "seed": seed, "train_size": train_size,
+                           "test_size": test_size, "epoch_images": s.epoch_images},
+                          every_s=s.checkpoint_every)
+        checkpoints.append(ckpt)
+        saved = ckpt.load() if s.resume else None
+        job = _SeedJob(cfg, data, runtime, seed, s.epoch_images, s.deadline, say)
+        first = seed == seeds[0]  # the run folder's model: the first seed, never the "best"
+        if saved is not None and saved["extra"].get("done"):
+            say(f"seed {seed}: trained and tested by an earlier run ({ckpt.path})")
+            net, pred_t, summary = job.load_done(saved)
         else:
-            save_model_folder(run_dir / f"seed-{seed}", net, cfg,
-                              _seed_metrics(summary, target, arrays.source))
+            net, logits, summary = job.run(on_epoch, ckpt, saved)
+            pred_t = logits.argmax(1)
+            if not first:  # its folder before its record: a record means the folder is there
+                save_model_folder(run_dir / f"seed-{seed}", net, cfg,
+                                  _seed_metrics(summary, target, arrays.source))
+            job.save_done(ckpt, net if first else None, pred_t, summary)
+        per_seed.append(summary)
+        if first:
+            assert net is not None  # the first seed's record holds its weights
+            model, pred = net, pred_t.numpy()
     exports: dict[str, Any] | None = None
     if s.export:
         check = data.test_x[:MAX_MISCLASSIFIED].float().div(255)
@@ -341,43 +372,90 @@ def retrain(
     if key is not None and target.study is not None:
         target.study.set_user_attr(key, result.record())
         logger.info("recorded %s on study %s", key, target.study.study_name)
+    for ckpt in checkpoints:  # the run folder is complete: nothing left to resume
+        ckpt.clear()
     return result
 
 
-def _train_seed(
-    cfg: TrainConfig, data: SplitData, runtime: Runtime, seed: int, on_epoch: OnEpoch | None,
-    epoch_images: int | None = None, deadline: float | None = None,
-) -> tuple[nn.Module, Tensor, dict[str, Any]]:
+@dataclass
+class _SeedJob:
     """One seed: fresh model, every epoch on all training images (or ``epoch_images`` of
     them, a new random subset each epoch), no validation; then the test set once. With a
     ``deadline`` the images of each epoch after the first are set to end the training on it."""
-    p = prepare(cfg, data, runtime, seed=seed, epoch_images=epoch_images)
-    model, test_loader, loader = p.model, p.test_loader, p.train_loader
-    assert test_loader is not None  # the data holds the test set (DataSpec(test=True))
-    pacer = (None if deadline is None else
-             Pacer(loader, cfg.epochs, deadline - time.monotonic(), clock=time.monotonic))
-    images_run: list[int] = []
 
-    def hook(epoch: int, m: EpochMetrics) -> None:
-        batches = len(loader)
-        images_run.append(min(batches * loader.batch_size, loader.num_examples))
-        if pacer is not None:
-            pacer.after_epoch(epoch, m.seconds, batches)
-        if on_epoch is not None:
-            on_epoch(seed, epoch, m)
+    cfg: TrainConfig
+    data: SplitData
+    runtime: Runtime
+    seed: int
+    epoch_images: int | None = None
+    deadline: float | None = None
+    say: Say = logger.info
 
-    result = train(model, cfg, p.train_loader, None, runtime, seed=seed, on_epoch_end=hook)
-    logits, labels = predict_logits(model, test_loader, runtime, cfg.tta)
-    single = logits if cfg.tta == "none" else predict_logits(model, test_loader, runtime)[0]
-    curve = [{k: v for k, v in m.as_dict().items() if not k.startswith("val_")}
-             for m in result.history]
-    summary = {"seed": seed, "epochs": curve, "train_seconds": result.seconds,
-               "epoch_images_run": images_run,
-               **seed_summary(logits, labels),
-               "test_acc_single": float((single.argmax(1) == labels).float().mean())}
-    logger.info("seed %d: test acc %.4f (tta %s), %.4f (one view)", seed, summary["test_acc"],
-                cfg.tta, summary["test_acc_single"])
-    return model, logits, summary
+    def run(self, on_epoch: OnEpoch | None, ckpt: Checkpoint,
+            saved: State | None) -> tuple[nn.Module, Tensor, dict[str, Any]]:
+        """Train (from ``saved``, a state ``ckpt`` wrote, when given), then test once."""
+        cfg, seed = self.cfg, self.seed
+        p = prepare(cfg, self.data, self.runtime, seed=seed, epoch_images=self.epoch_images)
+        model, test_loader, loader = p.model, p.test_loader, p.train_loader
+        assert test_loader is not None  # the data holds the test set (DataSpec(test=True))
+        pacer = (None if self.deadline is None else
+                 Pacer(loader, cfg.epochs, self.deadline - time.monotonic(),
+                       clock=time.monotonic))
+        images_run: list[int] = []
+        if saved is not None:
+            extra = saved["extra"]
+            images_run = list(extra["images_run"])
+            loader.max_batches = extra["max_batches"]
+            if pacer is not None and extra.get("pacer"):
+                pacer.train_s, pacer.batches_done = extra["pacer"]
+            self.say(f"seed {seed}: going on after epoch {saved['epoch']} of {cfg.epochs}, "
+                     f"from {ckpt.path}")
+
+        def hook(epoch: int, m: EpochMetrics) -> None:
+            batches = len(loader)
+            images_run.append(min(batches * loader.batch_size, loader.num_examples))
+            if pacer is not None:
+                pacer.after_epoch(epoch, m.seconds, batches)
+            if on_epoch is not None:
+                on_epoch(seed, epoch, m)
+
+        def keep(epoch: int, state: Callable[[], State]) -> None:
+            ckpt.offer(epoch, state, {
+                "images_run": images_run, "max_batches": loader.max_batches,
+                "pacer": None if pacer is None else [pacer.train_s, pacer.batches_done]})
+
+        result = train(model, cfg, loader, None, self.runtime, seed=seed, on_epoch_end=hook,
+                       resume=None if saved is None else saved["train"], on_state=keep)
+        logits, labels = predict_logits(model, test_loader, self.runtime, cfg.tta)
+        single = (logits if cfg.tta == "none" else
+                  predict_logits(model, test_loader, self.runtime)[0])
+        curve = [{k: v for k, v in m.as_dict().items() if not k.startswith("val_")}
+                 for m in result.history]
+        summary = {"seed": seed, "epochs": curve, "train_seconds": result.seconds,
+                   "epoch_images_run": images_run,
+                   **seed_summary(logits, labels),
+                   "test_acc_single": float((single.argmax(1) == labels).float().mean())}
+        logger.info("seed %d: test acc %.4f (tta %s), %.4f (one view)", seed,
+                    summary["test_acc"], cfg.tta, summary["test_acc_single"])
+        return model, logits, summary
+
+    def save_done(self, ckpt: Checkpoint, net: nn.Module | None, pred: Tensor,
+                  summary: dict[str, Any]) -> None:
+        """Record a tested seed (with its weights where ``net`` is given) for a re-run."""
+        weights = None if net is None else {k: v.detach().cpu()
+                                            for k, v in net.state_dict().items()}
+        ckpt.save(self.cfg.epochs, {"net": weights},
+                  {"done": True, "summary": summary, "pred": pred.cpu()})
+
+    def load_done(self, saved: State) -> tuple[nn.Module | None, Tensor, dict[str, Any]]:
+        """What :meth:`save_done` wrote: the model (None where no weights were kept), the
+        test predictions and the seed's summary; the test set is not used again."""
+        model = None
+        if saved["train"]["net"] is not None:
+            model = prepare(self.cfg, self.data, self.runtime, seed=self.seed).model
+            model.load_state_dict(saved["train"]["net"])
+            place(model, self.runtime)
+        return model, saved["extra"]["pred"], dict(saved["extra"]["summary"])
 
 
 def _run_metrics(

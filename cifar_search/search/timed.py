@@ -71,6 +71,16 @@ def pace(cfg: TrainConfig, rate: Rate, left_s: float, time_s: float, *, device: 
                  time.monotonic() + max(seconds, 0.0))
 
 
+def repace(cfg: TrainConfig, epoch_images: int | None, rate: Rate, left_s: float,
+           time_s: float, *, device: str, test_images: int, export: bool = True) -> Paced:
+    """A planned training (``cfg``'s epochs of ``epoch_images``) kept as it is, its deadline
+    moved to what is left of T now: a stopped final training resumed goes on as planned, and
+    the pacer fits the epochs left into the time left."""
+    seconds = auto_plan.final_share(left_s, time_s, device, test_images, rate.eval, cfg.tta,
+                                    export=export)
+    return Paced(cfg, epoch_images, seconds, time.monotonic() + max(seconds, 0.0))
+
+
 @dataclass(frozen=True)
 class Timed:
     """A retrain planned inside T, ready for :func:`~cifar_search.search.retrain.retrain`."""

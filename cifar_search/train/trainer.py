@@ -11,6 +11,11 @@ memory format), never from branches here. The running loss is accumulated on the
 checked for finiteness every :data:`CHECK_EVERY` steps (every step on CPU, where a ``.item()``
 costs nothing), so a diverged run raises :class:`~cifar_search.errors.DivergedError` early
 without synchronising the accelerator on every step.
+
+A training can stop and go on: after each epoch but the last, ``on_state(epoch, state)`` is
+given a thunk that returns the whole state of the training (:meth:`_Loop.state`), and
+``train(..., resume=that_state)`` goes on from the epoch after it, the same training to the bit
+on a deterministic device. :mod:`cifar_search.train.resume` writes and reads it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from cifar_search.train.evaluation import (
     predict_logits,
 )
 from cifar_search.train.optim import build_optimizer
+from cifar_search.train.resume import State, rng_state, set_rng_state
 from cifar_search.train.runtime import Runtime, seed_everything
 from cifar_search.train.schedules import Progress, build_scheduler
 
@@ -116,6 +122,8 @@ def train(
     seed: int,
     on_epoch_end: Callable[[int, EpochMetrics], None] | None = None,
     max_epochs: int | None = None,
+    resume: State | None = None,
+    on_state: Callable[[int, Callable[[], State]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.epochs`` (or ``max_epochs``) epochs.
 
@@ -142,6 +150,10 @@ def train(
         seed: Seeds Python, NumPy and torch at the start.
         on_epoch_end: Called as ``on_epoch_end(epoch, metrics)``; exceptions propagate.
         max_epochs: Stop after this many epochs (None: ``cfg.epochs``).
+        resume: A state ``on_state`` gave out for this config, seed and loader: training goes
+            on from the epoch after it (``init_from_data`` is skipped, the weights hold it).
+        on_state: Called as ``on_state(epoch, state)`` after ``on_epoch_end`` for every epoch
+            but the last; ``state()`` builds the training's state (a copy on the CPU).
 
     Returns:
         Per-epoch history and the final and best validation metrics.
@@ -153,13 +165,22 @@ def train(
     epochs = _epochs_to_run(cfg, max_epochs)
     seed_everything(seed)
     place(model, runtime)
-    init_from_data(model, train_loader, runtime)
+    if resume is None:
+        init_from_data(model, train_loader, runtime)
     loop = _Loop.build(model, cfg, train_loader, runtime)
     if cfg.early_stopping and val_loader is None:
         logger.warning("early_stopping=%d ignored: no validation loader", cfg.early_stopping)
     keeper = _BestKeeper(cfg.early_stopping if val_loader is not None else 0)
     history: list[EpochMetrics] = []
-    for epoch in range(1, epochs + 1):
+    before = 0.0  # seconds of the runs before a resume
+    if resume is not None:
+        history, before = loop.load_state(resume, keeper), float(resume["seconds"])
+        logger.info("resuming after epoch %d of %d", len(history), cfg.epochs)
+
+    def state() -> State:
+        return loop.state(history, keeper, before + time.perf_counter() - start)
+
+    for epoch in range(len(history) + 1, epochs + 1):
         metrics = loop.epoch(epoch, val_loader)
         history.append(metrics)
         logger.info("epoch %d: %s", epoch, metrics)
@@ -168,10 +189,13 @@ def train(
             on_epoch_end(epoch, metrics)
         if stop:
             break
+        if on_state is not None and epoch < epochs:
+            on_state(epoch, state)
     final_epoch = keeper.restore(loop.eval_net) or len(history)
     if loop.eval_net is not model:  # the EMA weights, or a compiled twin's
         model.load_state_dict(loop.eval_net.state_dict())
-    return _result(history, final_epoch, keeper.stopped, time.perf_counter() - start)
+    return _result(history, final_epoch, keeper.stopped,
+                   before + time.perf_counter() - start)
 
 
 def _epochs_to_run(cfg: TrainConfig, max_epochs: int | None) -> int:
@@ -238,6 +262,14 @@ class _BestKeeper:
         net.load_state_dict(self.state)
         return self.best_epoch
 
+    def as_state(self) -> State:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "weights": _cpu(self.state)}
+
+    def load(self, state: State) -> None:
+        self.best_loss, self.best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+        self.bad_epochs, self.state = int(state["bad_epochs"]), state["weights"]
+
 
 @dataclass
 class _Loop:
@@ -282,6 +314,36 @@ class _Loop:
     def eval_net(self) -> nn.Module:
         """What is evaluated and kept: the EMA weights when on, else the trained ones."""
         return self.net if self.ema is None else self.ema.module
+
+    def state(self, history: list[EpochMetrics], keeper: _BestKeeper, seconds: float) -> State:
+        """Everything the epochs after this one depend on (the weights copied to the CPU;
+        the optimiser's state by reference: write it before the next step). The loader's
+        order and augmentation come from (seed, epoch) and the schedule's position from the
+        epoch (:class:`Progress` restarts each epoch), so neither is stored."""
+        return {
+            "net": _cpu(self.net.state_dict()), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": None if self.ema is None else _cpu(self.ema.state_dict()),
+            "lookahead": None if self.lookahead is None else [
+                t.cpu() for t in self.lookahead.slow],
+            "steps_done": self.steps_done, "history": [m.as_dict() for m in history],
+            "keeper": keeper.as_state(), "seconds": seconds, "rng": rng_state(),
+        }
+
+    def load_state(self, state: State, keeper: _BestKeeper) -> list[EpochMetrics]:
+        """Undo :meth:`state` on a freshly built loop; returns the history so far."""
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None:
+            for slow, saved in zip(self.lookahead.slow, state["lookahead"], strict=True):
+                slow.copy_(saved)
+        self.steps_done = int(state["steps_done"])
+        keeper.load(state["keeper"])
+        set_rng_state(state["rng"])
+        return [EpochMetrics(**m) for m in state["history"]]
 
     def epoch(self, epoch: int, val_loader: Loader | None) -> EpochMetrics:
         start = time.perf_counter()
@@ -370,6 +432,13 @@ class Lookahead:
     def finish(self) -> None:
         """End on the slow weights (airbench's final ``update(decay=1.0)``)."""
         torch._foreach_copy_(self.fast, self.slow)
+
+
+def _cpu(tensors: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
+    """A CPU copy of a state dict (None stays None)."""
+    if tensors is None:
+        return None
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
 
 
 def _check_finite(total: Tensor, loss: Tensor, epoch: int, step: int) -> None:
