@@ -35,7 +35,7 @@ from cifar_search.train.loader import device_arrays  # noqa: E402
 from cifar_search.train.models import count_params, create_model  # noqa: E402
 from cifar_search.train.presets import PRESETS  # noqa: E402
 from cifar_search.train.recipe import train_loader  # noqa: E402
-from cifar_search.train.resume import Checkpoint, State  # noqa: E402
+from cifar_search.train.resume import EVERY_S, Checkpoint, State  # noqa: E402
 from cifar_search.train.runtime import configure_cpu_threads, resolve_runtime  # noqa: E402
 from cifar_search.train.trainer import train  # noqa: E402
 
@@ -74,8 +74,11 @@ def run(cmd: list[str], stop_after: int | None = None, resume_file: Path | None 
         ) -> tuple[float, str, int]:
     """Run ``cmd``; with ``stop_after``, SIGINT once ``resume_file`` holds that epoch."""
     start = time.perf_counter()
+    # SIGINT back to its default in the child: a shell without job control starts a command
+    # sent to the background (`cmd &`) with SIGINT ignored, and the child would inherit that
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if stop_after is not None and resume_file is not None:
         while proc.poll() is None:
             if resume_file.is_file() and _epoch(resume_file) >= stop_after:
@@ -107,6 +110,10 @@ def stop(preset: str, epochs: int, after: int, data: str | None, work: Path) -> 
                              resume_file=stopped_dir / "resume" / "seed-0.pt")
     print(f"stopped run: exit {rc1} after {first_s:.0f} s; last lines:\n"
           + "\n".join(out1.strip().splitlines()[-2:]))
+    if rc1 == 0:  # it finished before its resume file held epoch `after`: nothing was tested
+        raise SystemExit(f"the run ended before it could be stopped after epoch {after} (a "
+                         f"resume file is written about every {EVERY_S:.0f} s): give more "
+                         "--epochs or a later --after")
     second_s, out2, rc2 = run(retrain_cmd(preset, epochs, stopped_dir, data))
     assert rc2 == 0, out2
     print("\n".join(line for line in out2.splitlines() if "going on" in line))

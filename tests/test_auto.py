@@ -8,6 +8,7 @@ depend on how fast this machine is; the tiny recipes then train for real in a se
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -16,9 +17,14 @@ import pytest
 from cifar_search.cli.main import main
 from cifar_search.errors import StudyError
 from cifar_search.search.auto import AutoSettings, run_auto
+from cifar_search.search.auto_plan import Candidate, Plan, Rung
+from cifar_search.search.auto_search import Search
 from cifar_search.search.retrain import config_differences
+from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
 from cifar_search.train.checkpoint import read_config
 from cifar_search.train.config import AugmentConfig, ModelConfig, OptimConfig, TrainConfig
+from cifar_search.train.data import load_cifar10
+from cifar_search.train.runtime import resolve_runtime
 from cifar_search.train.throughput import Rate
 from cifar_search.train.trainer import EpochMetrics
 
@@ -209,8 +215,6 @@ def test_t_counts_from_the_process_start() -> None:
 def test_the_reference_rate_comes_from_the_cache_where_this_device_has_one(
         tmp_path: Path, synthetic_npz: Path) -> None:
     """A cached rate spends none of T on measuring (the final training is paced anyway)."""
-    from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
-    from cifar_search.train.runtime import resolve_runtime
     from cifar_search.train.throughput import RateCache
 
     cache = tmp_path / "throughput.json"
@@ -228,12 +232,6 @@ def test_a_rung_cut_short_by_the_search_time_has_trained_the_reference_first(
         synthetic_npz: Path) -> None:
     """The strongest preset by prior (here the first recipe, a poor one at rung 0) goes on and
     trains first at every later rung, so the search's time running out cannot drop it."""
-    from cifar_search.search.auto_plan import Candidate, Plan, Rung
-    from cifar_search.search.auto_search import Search
-    from cifar_search.search.space import DEFAULT_SPACE, rebuild_in
-    from cifar_search.train.data import load_cifar10
-    from cifar_search.train.runtime import resolve_runtime
-
     recipes = {"slow-lr": recipe(0.002), "good": recipe(0.05), "other": recipe(0.02)}
     pool = [Candidate(n, rebuild_in(cfg, DEFAULT_SPACE), rates(cfg), n)
             for n, cfg in recipes.items()]
@@ -246,3 +244,45 @@ def test_a_rung_cut_short_by_the_search_time_has_trained_the_reference_first(
     search.run(pool)
     assert [t.user_attrs["candidate"] for t in study.trials] == [
         "slow-lr", "good", "other", "slow-lr"]
+
+
+def _search(study: optuna.Study, plan: Plan, spent: Callable[[], float], said: list[str],
+            data: Path) -> Search:
+    return Search(study, DEFAULT_SPACE, resolve_runtime("cpu", "fp32"), load_cifar10(data), 0,
+                  spent, plan, said.append)
+
+
+def test_a_rung_trial_is_paced_to_its_rung_time(synthetic_npz: Path) -> None:
+    """A trial slower than its rate said ends near its rung's time, not an epoch count later:
+    after the first epoch the pacer fits the images of the epochs left into the time left.
+    Here the rate is planted so that 0.01 s buy three epochs of 500 images, far less than one
+    epoch takes on any machine, so every epoch after the first is cut to one batch."""
+    good = Candidate("good", rebuild_in(recipe(0.05), DEFAULT_SPACE), Rate(160_000.0, 1e3),
+                     "good")
+    study = optuna.create_study(direction="maximize")
+    rung = Rung(500, 0.01, 1)
+    assert good.rung_epochs(rung) == 3
+    search = _search(study, Plan(600.0, 600.0, 100.0, 500.0, (rung,)), lambda: 0.0, [],
+                     synthetic_npz)
+    search.run([good])
+    (t,) = study.trials
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["rung_epochs"] == 3
+    run = t.user_attrs["epoch_images_run"]
+    assert len(run) == 3 and run[0] > 64 and run[1:] == [64, 64]  # batch 64
+
+
+def test_a_rung_trial_starts_only_while_half_its_time_is_left_of_the_search(
+        synthetic_npz: Path) -> None:
+    """The search's share ends 100 s in; trials of 40 s start at 0 s and at 79 s spent (21 s
+    left), not at 81 s (19 s left): a trial started just before the deadline would take a
+    whole trial out of the final training."""
+    pool = [Candidate(n, rebuild_in(cfg, DEFAULT_SPACE), rates(cfg), n)
+            for n, cfg in RECIPES.items()]
+    study = optuna.create_study(direction="maximize")
+    said: list[str] = []
+    search = _search(study, Plan(600.0, 600.0, 100.0, 500.0, (Rung(500, 40.0, 3),)),
+                     lambda: (0.0, 79.0, 81.0)[min(len(study.trials), 2)], said,
+                     synthetic_npz)
+    search.run(pool)
+    assert [t.user_attrs["candidate"] for t in study.trials] == ["good", "slow-lr"]
+    assert "search time is up at rung 0: 19 s of the search left, a trial takes 40 s" in said

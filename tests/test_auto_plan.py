@@ -108,6 +108,16 @@ def test_rank_correlation() -> None:
     assert rank_correlation([(0.1, 0.2), (0.2, 0.3)]) is None  # too few to say anything
 
 
+def test_rank_correlation_of_a_rung_that_scored_all_alike_is_none_without_a_warning() -> None:
+    """Three configs all at chance (10%) at a low rung: no ranking, and no scipy warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rank_correlation([(0.1, 0.2), (0.1, 0.3), (0.1, 0.5)]) is None
+        assert rank_correlation([(0.2, 0.4), (0.3, 0.4), (0.5, 0.4)]) is None
+
+
 def test_the_best_recipe_always_goes_on_to_the_next_rung() -> None:
     recipe, worse_recipe = cand("fast94", preset="fast94"), cand("davidnet", preset="davidnet")
     variants = [cand(f"fast94~{i}", preset="fast94") for i in range(1, 4)]

@@ -222,3 +222,23 @@ def test_gpu_sh_auto_collect_reports_a_failed_arm_at_once(synthetic_npz: Path,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "the arm ended without" in proc.stderr
     assert "leaves no time to train" in (tmp_path / "out" / "auto-auto-seed0-log.txt").read_text()
+
+
+@pytest.mark.parametrize(("mode", "train_images"), [("top-rung", 1800), ("retrain", 2000)])
+def test_bench_final_mode_trains_on_its_images_and_tests_once(
+        synthetic_npz: Path, tmp_path: Path, mode: str, train_images: int) -> None:
+    """``top-rung`` trains on the split (scored on its validation images too), ``retrain`` on
+    every training image; both tested once. fast94's rate planted: seconds, not minutes."""
+    env = {**ENV, "XDG_CACHE_HOME": str(_planted_rate(tmp_path))}
+    out_file = tmp_path / "modes.jsonl"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_final_mode.py"), "--mode",
+                           mode, "--seconds", "2", "--data", str(synthetic_npz), "--device",
+                           "cpu", "--json", str(out_file)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(cached 64 images/s)" in proc.stdout  # the planted rate: nothing measured
+    row = json.loads(out_file.read_text())
+    assert row["mode"] == mode and row["train_images"] == train_images
+    assert (row["val_acc"] is None) is (mode == "retrain")
+    assert 0.0 <= row["test_acc"] <= 1.0 and 0.0 <= row["test_acc_single"] <= 1.0
+    assert row["epochs"] == 1 and row["images_run"] == 1024  # 2 s at 64 images/s: one batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,49 @@ def test_retrain_set_refuses_an_unknown_field_before_training(
     assert main(["retrain", "--preset", "fast94", "--set", "optim.lrr=1", "--data",
                  str(synthetic_npz), "--no-progress"]) == 2
     assert "unknown field 'lrr' in optim" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_stopped_training_goes_on_when_run_again_unless_restarted(
+        tmp_path: Path, synthetic_npz: Path, capsys: pytest.CaptureFixture[str],
+        restart: bool) -> None:
+    """The stop is made through the library (the same training, a resume file after every
+    epoch, a hook raising after epoch 2); the command line then goes on from epoch 1 and
+    trains what the uninterrupted command trains, epoch for epoch."""
+    from cifar_search.cli._config import load_config
+    from cifar_search.cli.train import RESUME_FILE, resume_meta
+    from cifar_search.train.data import load_cifar10
+    from cifar_search.train.recipe import DataSpec, prepare, split
+    from cifar_search.train.resume import Checkpoint, State
+    from cifar_search.train.runtime import resolve_runtime
+    from cifar_search.train.trainer import EpochMetrics, train
+
+    args = ["train", "--preset", "rdfia-alexnet", "--data", str(synthetic_npz), "--epochs", "3",
+            "--train-subset", "500", "--device", "cpu", "--precision", "fp32", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+    cfg, _ = load_config("rdfia-alexnet", None, 3, None, [])
+    runtime = resolve_runtime("cpu", "fp32")
+    data = split(load_cifar10(synthetic_npz), DataSpec(train_subset=500), runtime.device)
+    p = prepare(cfg, data, runtime, seed=0)
+    out = tmp_path / "stopped"
+    ckpt = Checkpoint(out / RESUME_FILE, resume_meta(cfg, 0, data), every_s=0)
+
+    def stop(epoch: int, m: EpochMetrics) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    def keep(epoch: int, state: Callable[[], State]) -> None:
+        ckpt.offer(epoch, state)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(p.model, cfg, p.train_loader, p.val_loader, runtime, seed=0, on_epoch_end=stop,
+              on_state=keep)
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), *(["--restart"] if restart else [])]) == 0
+    said = capsys.readouterr().err
+    assert ("going on after epoch 1 of 3" in said) is not restart
+    assert not (out / "resume").exists()  # finished: nothing left to resume
+    straight, again = (json.loads((tmp_path / d / "metrics.json").read_text())["epochs"]
+                       for d in ("straight", "stopped"))
+    assert [e["train_loss"] for e in again] == [e["train_loss"] for e in straight]
+    assert [e["val_acc"] for e in again] == [e["val_acc"] for e in straight]

@@ -10,9 +10,10 @@ One knob, the wall-clock budget, as AutoGluon's ``fit(time_limit=...)``. In orde
    device) and the plan (:mod:`cifar_search.search.auto_plan`), printed before anything trains;
 4. where the plan has a search: successive halving over every preset scaled to fit a trial of
    the top rung, then variants of the strongest preset and of the best other (learning rate,
-   weight decay, label smoothing), each rung a set of complete, equal-time trainings scored on
-   the fixed validation split. The best preset of a rung always goes on, so the winner at the
-   top rung is never behind it;
+   weight decay, label smoothing), each rung a set of complete, equal-time trainings (each
+   paced to the rung's time, and started only while half of it is left of the search) scored
+   on the fixed validation split. The best preset of a rung always goes on, so the winner at
+   the top rung is never behind it;
 5. the final training of the winner on all training images, scaled again from its recipe's own
    width to fill what is left of T, tested once and exported by
    :func:`cifar_search.search.retrain.retrain` (the same run folder). Its config and images an

@@ -18,8 +18,9 @@ trains. The rules, after AutoGluon's ``time_limit`` and Hyperband / BOHB:
   2-core CPU, minutes of a GPU. Below it the plan trains the strongest preset scaled to fill T.
 * **Rungs are equal-time, complete trainings.** Rung r trains each candidate on ``n_r`` images
   of the 45,000 / 5,000 split for as many epochs as ``tau_r`` seconds buy at its speed (a slow
-  model gets fewer epochs, exactly as in the final training), its schedule spanning them; images
-  and time grow by :data:`ETA` a rung, and the top third goes on.
+  model gets fewer epochs, exactly as in the final training), its schedule spanning them, paced
+  to end on ``tau_r`` where the machine runs slower than the rate said; images and time grow
+  by :data:`ETA` a rung, and the top third goes on.
 """
 
 from __future__ import annotations
@@ -228,9 +229,10 @@ def _rungs(search_s: float, k0: int, split_images: int, ref: Candidate) -> tuple
 
 
 def rank_correlation(pairs: list[tuple[float, float]]) -> float | None:
-    """Spearman's rho between two fidelities' scores of the same configs (None under 3)."""
-    if len(pairs) < 3:
-        return None
+    """Spearman's rho between two fidelities' scores of the same configs (None under 3, or
+    where either side scored them all alike: no ranking to correlate)."""
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return None  # constant input: scipy would warn and return nan
     from scipy.stats import spearmanr
 
     rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic

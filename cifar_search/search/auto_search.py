@@ -24,9 +24,10 @@ from cifar_search.search.space import Space, config_to_params, outside_space, su
 from cifar_search.train.data import CifarArrays
 from cifar_search.train.evaluation import evaluate
 from cifar_search.train.models import model_cost
+from cifar_search.train.pacing import Pacer
 from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
 from cifar_search.train.runtime import Runtime, versions
-from cifar_search.train.trainer import train
+from cifar_search.train.trainer import EpochMetrics, train
 
 Scores = dict[str, tuple[float, int]]  # candidate -> (validation accuracy, trial number)
 ATTR = "auto"  # study user attribute: T, time spent, the plan, the rungs, the final training
@@ -194,13 +195,18 @@ class Search:
             if done is not None:
                 got[c.name] = (float(done.value or 0.0), done.number)
                 continue
-            if self.spent() >= self.deadline:
-                self.say(f"search time is up at rung {r}")
+            left = self.deadline - self.spent()
+            # a trial starts only with half its time left or more: one started seconds before
+            # the deadline would take a whole trial out of the final training's share
+            if left < rung.seconds / 2:
+                self.say(f"search time is up at rung {r}: {max(left, 0.0):.0f} s of the search "
+                         f"left, a trial takes {rung.seconds:.0f} s")
                 break
             if objective is None:
                 data = split(self.arrays, rung_data(rung.images, len(self.arrays.train_y)),
                              self.runtime.device)
-                objective = RungObjective(self.space, self.runtime, self.seed, data)
+                objective = RungObjective(self.space, self.runtime, self.seed, data,
+                                          rung.seconds)
             epochs = c.rung_epochs(rung)
             self.study.enqueue_trial(
                 config_to_params(c.config, self.space),
@@ -223,12 +229,20 @@ class Search:
 @dataclass
 class RungObjective:
     """One equal-time training of a rung: the trial's params at ``rung_epochs`` epochs on the
-    rung's images, scored once at the end on the validation split (single view)."""
+    rung's images, paced to end ``seconds`` after it starts, scored once at the end on the
+    validation split (single view).
+
+    Paced as the final training is (:class:`~cifar_search.train.pacing.Pacer`): the epochs come
+    from the candidate's measured rate, which a shared CPU misses by 10-40% (at T = 4 h 15 min
+    on the reference CPU two AlexNet trials ran at 1,672-1,842 images/s against 2,400-2,900
+    cached, and rung 1 took 1,982 s of its 1,518), so after the first epoch the images of the
+    epochs left are fitted into the time left. A trial can end early, never much later."""
 
     space: Space
     runtime: Runtime
     seed: int
     data: SplitData  # the rung's images and the validation split, on the device
+    seconds: float | None = None  # of training a trial (None: not paced)
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = suggest_config(trial, self.space, epochs=int(trial.user_attrs["rung_epochs"]))
@@ -241,7 +255,16 @@ class RungObjective:
         try:
             p = prepare(cfg, self.data, self.runtime, seed=seed)
             assert p.val_loader is not None  # the rung's budget holds out validation images
-            result = train(p.model, cfg, p.train_loader, None, self.runtime, seed=seed)
+            loader, images_run = p.train_loader, list[int]()
+            pacer = None if self.seconds is None else Pacer(loader, cfg.epochs, self.seconds)
+
+            def paced(epoch: int, m: EpochMetrics) -> None:
+                images_run.append(min(len(loader) * loader.batch_size, loader.num_examples))
+                if pacer is not None:
+                    pacer.after_epoch(epoch, m.seconds, len(loader))
+
+            result = train(p.model, cfg, loader, None, self.runtime, seed=seed,
+                           on_epoch_end=paced)
             val_loss, val_acc = evaluate(p.model, p.val_loader, self.runtime)
         except DivergedError as exc:
             Objective._end(trial, "diverged", [], str(exc))
@@ -255,5 +278,6 @@ class RungObjective:
         curve[-1] |= {"val_loss": val_loss, "val_acc": val_acc}
         trial.set_user_attr("train_seconds", sum(m.seconds for m in result.history))
         trial.set_user_attr("images_per_s", result.images_per_s)
+        trial.set_user_attr("epoch_images_run", images_run)
         Objective._end(trial, "complete", curve, "")
         return val_acc
