@@ -91,9 +91,8 @@ def main() -> int:
     images_run: list[int] = []
 
     def hook(epoch: int, m: EpochMetrics) -> None:
-        batches = len(loader)
-        images_run.append(min(batches * loader.batch_size, loader.num_examples))
-        pacer.after_epoch(epoch, m.seconds, batches)
+        images_run.append(loader.epoch_images)
+        pacer.after_epoch(epoch, m.seconds, len(loader))
         print(f"  epoch {epoch}/{epochs}: {images_run[-1]:,} images, {m.seconds:.0f} s, "
               f"train loss {m.train_loss:.3f}", flush=True)
 

@@ -141,3 +141,13 @@ def test_max_batches_caps_an_epoch_and_each_epoch_draws_a_new_subset() -> None:
     assert len(L.DeviceLoader(x, y, 10, max_batches=50)) == 10
     with pytest.raises(DataError, match="max_batches=0"):
         L.DeviceLoader(x, y, 10, max_batches=0)
+
+
+@pytest.mark.parametrize(("batch", "drop_last", "max_batches", "images"),
+                         [(32, False, None, 100), (32, True, None, 96), (32, False, 2, 64),
+                          (32, False, 9, 100)])
+def test_epoch_images_is_what_an_epoch_yields(batch: int, drop_last: bool,
+                                              max_batches: int | None, images: int) -> None:
+    x, y = torch.zeros(100, 3, 32, 32, dtype=torch.uint8), torch.arange(100)
+    loader = L.DeviceLoader(x, y, batch, drop_last=drop_last, max_batches=max_batches)
+    assert loader.epoch_images == images == sum(len(yb) for _, yb in loader)

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "config": cfg.to_dict(),
         "seed": args.seed,
         "n_params": count_params(model),
-        "data": data.describe(),  # where it was read from: not part of the resume meta
+        "data": data.describe(),
         "wall_seconds": time.perf_counter() - start,
         "device": runtime.describe(),
         "versions": versions(),

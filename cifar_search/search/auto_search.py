@@ -242,7 +242,7 @@ class RungObjective:
     runtime: Runtime
     seed: int
     data: SplitData  # the rung's images and the validation split, on the device
-    seconds: float | None = None  # of training a trial (None: not paced)
+    seconds: float  # of training a trial
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = suggest_config(trial, self.space, epochs=int(trial.user_attrs["rung_epochs"]))
@@ -255,13 +255,13 @@ class RungObjective:
         try:
             p = prepare(cfg, self.data, self.runtime, seed=seed)
             assert p.val_loader is not None  # the rung's budget holds out validation images
-            loader, images_run = p.train_loader, list[int]()
-            pacer = None if self.seconds is None else Pacer(loader, cfg.epochs, self.seconds)
+            loader = p.train_loader
+            pacer = Pacer(loader, cfg.epochs, self.seconds)
+            images_run: list[int] = []
 
             def paced(epoch: int, m: EpochMetrics) -> None:
-                images_run.append(min(len(loader) * loader.batch_size, loader.num_examples))
-                if pacer is not None:
-                    pacer.after_epoch(epoch, m.seconds, len(loader))
+                images_run.append(loader.epoch_images)
+                pacer.after_epoch(epoch, m.seconds, len(loader))
 
             result = train(p.model, cfg, loader, None, self.runtime, seed=seed,
                            on_epoch_end=paced)

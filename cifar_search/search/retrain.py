@@ -413,7 +413,7 @@ class _SeedJob:
 
         def hook(epoch: int, m: EpochMetrics) -> None:
             batches = len(loader)
-            images_run.append(min(batches * loader.batch_size, loader.num_examples))
+            images_run.append(loader.epoch_images)
             if pacer is not None:
                 pacer.after_epoch(epoch, m.seconds, batches)
             if on_epoch is not None:

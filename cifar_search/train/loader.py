@@ -124,6 +124,11 @@ class DeviceLoader:
         n = len(self.x)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def epoch_images(self) -> int:
+        """Images an epoch yields now: ``len(self)`` batches, the last one possibly short."""
+        return min(len(self) * self.batch_size, len(self.x))
+
     def __len__(self) -> int:
         batches = self.all_batches
         return batches if self.max_batches is None else min(batches, self.max_batches)
