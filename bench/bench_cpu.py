@@ -22,6 +22,11 @@ settings fairly on a shared machine.
     python bench/bench_cpu.py                            # every preset (~15 min on 2 cores)
     python bench/bench_cpu.py --presets fast94,davidnet --images 256
     python bench/bench_cpu.py --quick                    # one small preset, seconds (tests)
+    python bench/bench_cpu.py --presets fast94 --precisions bf16 --formats channels_last \
+        --compile off,on --images 4096 --batch-size 1024 --repeat 2   # torch.compile or not
+
+With ``--compile on`` the model is ``torch.compile``d as ``--compile`` does it
+(``cifar_search.train.compile_cache``); the warm-up column then holds the compilation.
 
 Prints markdown tables to stdout; ``--json FILE`` also writes the rows.
 """
@@ -57,6 +62,7 @@ DEFAULT_DATA = Path("/work/data/cifar10.npz")
 EPOCH_IMAGES = 45_000  # training images per epoch of the search (50,000 - 5,000 validation)
 PRECISIONS = ("fp32", "bf16")
 FORMATS = ("contiguous", "channels_last")
+COMPILE = ("off", "on")
 # preset -> (training images timed, batch size); None: the preset's batch size
 PLAN: dict[str, tuple[int, int | None]] = {
     "ensta-cnn": (1024, None),
@@ -80,6 +86,8 @@ class Row:
     images: int
     precision: str
     memory_format: str
+    compiled: bool  # torch.compile
+    warmup_s: float  # the one-batch warm-up call (with torch.compile: the compilation)
     train_ips: float  # training images/s (augmentation included)
     eval_ips: float  # evaluation images/s (no TTA)
     load: float  # 1-minute load average before the measurement
@@ -132,22 +140,26 @@ def wait_for_quiet(max_load: float, max_wait: float) -> float:
 # ---- one measurement --------------------------------------------------------------------------
 
 
-def runtime_for(precision: str, memory_format: str) -> Runtime:
-    return resolve_runtime("cpu", precision, channels_last=memory_format == "channels_last")  # type: ignore[arg-type]
+def runtime_for(precision: str, memory_format: str, compiled: bool = False) -> Runtime:
+    return resolve_runtime("cpu", precision, channels_last=memory_format == "channels_last",  # type: ignore[arg-type]
+                           compile=compiled)
 
 
 def measure(
     cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, rt: Runtime, repeat: int = 1
-) -> tuple[float, float]:
-    """(training images/s, evaluation images/s) of ``cfg``'s model on ``x``, ``y``: the best of
-    ``repeat`` timed epochs and evaluation passes (interference only ever slows a run down)."""
+) -> tuple[float, float, float]:
+    """(training images/s, evaluation images/s, warm-up seconds) of ``cfg``'s model on ``x``,
+    ``y``: the best of ``repeat`` timed epochs and evaluation passes (interference only ever
+    slows a run down), and how long the one-batch warm-up took."""
     seed_everything(0)
     model = create_model(cfg.model)
     b = cfg.batch_size
+    warm = time.perf_counter()
     # the loaders every training builds (recipe): shuffled, augmented, partial batch dropped
     train(model, cfg, train_loader(cfg, x[:b], y[:b], rt, seed=0), None, rt, seed=0,
           max_epochs=1)
     evaluate(model, eval_loader(x[:b], y[:b], rt, batch_size=b), rt)
+    warmup_s = time.perf_counter() - warm
     loader = train_loader(cfg, x, y, rt, seed=0)
     images = eval_loader(x, y, rt, batch_size=min(len(x), 512))
     train_ips = eval_ips = 0.0
@@ -157,7 +169,7 @@ def measure(
         start = time.perf_counter()
         evaluate(model, images, rt)
         eval_ips = max(eval_ips, len(x) / (time.perf_counter() - start))
-    return train_ips, eval_ips
+    return train_ips, eval_ips, warmup_s
 
 
 def bench_preset(
@@ -172,14 +184,16 @@ def bench_preset(
     rows = []
     for precision in args.precisions:
         for fmt in args.formats:
-            load = wait_for_quiet(args.max_load, args.max_wait)
-            with contention() as c:
-                train_ips, eval_ips = measure(cfg, x[:n], y[:n], runtime_for(precision, fmt),
-                                              args.repeat)
-            rows.append(Row(name, flops, cfg.batch_size, n, precision, fmt, train_ips, eval_ips,
-                            load, c.others))
-            print(f"  {name} {precision} {fmt}: {train_ips:,.1f} train img/s, "
-                  f"{eval_ips:,.1f} eval img/s (load {load:.2f})", file=sys.stderr, flush=True)
+            for compiled in (c == "on" for c in args.compile):
+                load = wait_for_quiet(args.max_load, args.max_wait)
+                with contention() as c:
+                    train_ips, eval_ips, warmup_s = measure(
+                        cfg, x[:n], y[:n], runtime_for(precision, fmt, compiled), args.repeat)
+                rows.append(Row(name, flops, cfg.batch_size, n, precision, fmt, compiled,
+                                warmup_s, train_ips, eval_ips, load, c.others))
+                print(f"  {name} {precision} {fmt}{' compiled' if compiled else ''}: "
+                      f"{train_ips:,.1f} train img/s, {eval_ips:,.1f} eval img/s, warm-up "
+                      f"{warmup_s:.1f} s (load {load:.2f})", file=sys.stderr, flush=True)
     return rows
 
 
@@ -203,36 +217,51 @@ def cpu_description() -> str:
 
 def table(rows: list[Row]) -> str:
     out = ["| preset | fwd GFLOP/img | batch | images | precision | memory format "
-           "| train img/s | epoch of 45k (s) | eval img/s | load avg 1 min "
-           "| other procs (cores) |",
-           "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+           "| torch.compile | warm-up (s) | train img/s | epoch of 45k (s) | eval img/s "
+           "| load avg 1 min | other procs (cores) |",
+           "| --- | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: "
+           "| ---: |"]
     for r in rows:
         others = "n/a" if r.others is None else f"{r.others:.2f}"
         out.append(f"| {r.preset} | {r.gflops:.3f} | {r.batch} | {r.images} | {r.precision} "
-                   f"| {r.memory_format} | {r.train_ips:,.1f} | {r.epoch_s:,.0f} "
+                   f"| {r.memory_format} | {'yes' if r.compiled else 'no'} | {r.warmup_s:.1f} "
+                   f"| {r.train_ips:,.1f} | {r.epoch_s:,.0f} "
                    f"| {r.eval_ips:,.1f} | {r.load:.2f} | {others} |")
     return "\n".join(out)
 
 
+def _setting(r: Row) -> tuple[str, str, bool]:
+    return r.precision, r.memory_format, r.compiled
+
+
+def _label(key: tuple[str, str, bool]) -> str:
+    return f"{key[0]} {key[1]}{' compiled' if key[2] else ''}"
+
+
 def summary(rows: list[Row]) -> str:
-    """Per setting: geometric-mean speed against fp32 + contiguous, and presets where fastest."""
-    base = {r.preset: r for r in rows if (r.precision, r.memory_format) == ("fp32", "contiguous")}
-    settings = sorted({(r.precision, r.memory_format) for r in rows})
-    fastest: dict[tuple[str, str], int] = {}
+    """Per setting: geometric-mean speed against the first setting measured (fp32, contiguous,
+    not compiled, where it was), and the presets where it is fastest."""
+    settings = sorted({_setting(r) for r in rows},
+                      key=lambda k: (PRECISIONS.index(k[0]), FORMATS.index(k[1]), k[2]))
+    if not settings:
+        return ""
+    first = settings[0]
+    base = {r.preset: r for r in rows if _setting(r) == first}
+    fastest: dict[tuple[str, str, bool], int] = {}
     for preset in {r.preset for r in rows}:
-        best = max((r for r in rows if r.preset == preset), key=lambda r: r.train_ips)
-        key = (best.precision, best.memory_format)
+        key = _setting(max((r for r in rows if r.preset == preset), key=lambda r: r.train_ips))
         fastest[key] = fastest.get(key, 0) + 1
-    out = ["| precision | memory format | train speed vs fp32 contiguous (geo. mean) "
-           "| eval speed vs fp32 contiguous | presets where fastest (train) |",
-           "| --- | --- | ---: | ---: | ---: |"]
+    out = [f"| precision | memory format | torch.compile | train speed vs {_label(first)} "
+           f"(geo. mean) | eval speed vs {_label(first)} | presets where fastest (train) |",
+           "| --- | --- | --- | ---: | ---: | ---: |"]
     for key in settings:
-        sel = [r for r in rows if (r.precision, r.memory_format) == key and r.preset in base]
+        sel = [r for r in rows if _setting(r) == key and r.preset in base]
         if not sel:
             continue
         tr = _geomean([r.train_ips / base[r.preset].train_ips for r in sel])
         ev = _geomean([r.eval_ips / base[r.preset].eval_ips for r in sel])
-        out.append(f"| {key[0]} | {key[1]} | {tr:.2f}x | {ev:.2f}x | {fastest.get(key, 0)} |")
+        out.append(f"| {key[0]} | {key[1]} | {'yes' if key[2] else 'no'} | {tr:.2f}x "
+                   f"| {ev:.2f}x | {fastest.get(key, 0)} |")
     return "\n".join(out)
 
 
@@ -249,6 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="batch size for every preset (default: PLAN)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help="fp32,bf16")
     p.add_argument("--formats", default=",".join(FORMATS), help="contiguous,channels_last")
+    p.add_argument("--compile", default="off", help="off,on: torch.compile the model or not "
+                   "(default: off)")
     p.add_argument("--max-load", type=float, default=2.5,
                    help="wait before each measurement until the 1-min load average is below this")
     p.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait at most")
@@ -261,13 +292,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.precisions = tuple(v for v in args.precisions.split(",") if v)
     args.formats = tuple(v for v in args.formats.split(",") if v)
+    args.compile = tuple(v for v in args.compile.split(",") if v)
     bad = [v for v in args.precisions if v not in PRECISIONS]
     bad += [v for v in args.formats if v not in FORMATS]
+    bad += [v for v in args.compile if v not in COMPILE]
     names = args.presets.split(",") if args.presets else list(PRESETS)
     bad += [n for n in names if n not in PRESETS]
     if bad:
         p.error(f"unknown value {bad[0]!r} (presets: {', '.join(PRESETS)}; precisions: "
-                f"{', '.join(PRECISIONS)}; formats: {', '.join(FORMATS)})")
+                f"{', '.join(PRECISIONS)}; formats: {', '.join(FORMATS)}; compile: "
+                f"{', '.join(COMPILE)})")
     if args.quick:
         names = [args.presets.split(",")[0] if args.presets else QUICK[0]]
         args.images = args.images or QUICK[1]

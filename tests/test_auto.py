@@ -8,6 +8,7 @@ depend on how fast this machine is; the tiny recipes then train for real in a se
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -286,3 +287,50 @@ def test_a_rung_trial_starts_only_while_half_its_time_is_left_of_the_search(
     search.run(pool)
     assert [t.user_attrs["candidate"] for t in study.trials] == ["good", "slow-lr"]
     assert "search time is up at rung 0: 19 s of the search left, a trial takes 40 s" in said
+
+
+def test_every_rung_trial_goes_to_mlflow_and_tensorboard_with_its_candidate_and_score(
+        tmp_path: Path, synthetic_npz: Path) -> None:
+    """``auto --mlflow/--tensorboard``: one run per rung trial, read back from a real local
+    MLflow store and real event files: its params with the candidate and rung, every epoch's
+    training metrics, and the validation score it was ranked by."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    uri, tb = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "tb"
+    run_auto(settings(tmp_path, synthetic_npz, mlflow=uri, tensorboard=tb, variants=0,
+                      presets=("good", "other")), say=lambda _: None)
+    trials = load(tmp_path).get_trials(deepcopy=False)
+    assert len(trials) >= 3  # 1200 s with the planted rates: a search of three rungs
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("a")
+    assert experiment is not None
+    runs = {r.data.tags["optuna.trial"]: r
+            for r in client.search_runs([experiment.experiment_id], max_results=1000)}
+    assert sorted(runs, key=int) == [str(t.number) for t in trials]
+    for t in trials:
+        run = runs[str(t.number)]
+        assert run.info.status == "FINISHED" and run.data.tags["end"] == "complete"
+        assert run.data.params["candidate"] == t.user_attrs["candidate"]
+        assert run.data.params["rung"] == str(t.user_attrs["rung"])
+        assert run.data.metrics["val_acc"] == pytest.approx(t.value)
+        epochs = client.get_metric_history(run.info.run_id, "train_loss")
+        assert [m.step for m in epochs] == list(range(1, len(t.user_attrs["curve"]) + 1))
+        events = EventAccumulator(str(tb / "a" / f"trial-{t.number:05d}"))
+        events.Reload()
+        assert events.Scalars("val_acc")[-1].value == pytest.approx(t.value, abs=1e-6)
+        assert events.PluginTagToContent("hparams")
+
+
+def test_cli_auto_without_mlflow_installed_is_one_line_and_creates_no_study(
+        tmp_path: Path, synthetic_npz: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    assert main(["auto", "--time", "10m", "--storage", f"sqlite:///{tmp_path}/x.db", "--data",
+                 str(synthetic_npz), "--mlflow", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'cifar-search[mlflow]'" in err
+    assert not (tmp_path / "x.db").exists()

@@ -60,6 +60,7 @@ def test_bench_cpu_quick_prints_every_setting(synthetic_npz: Path, tmp_path: Pat
         ("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"),
         ("bf16", "channels_last")}
     assert all(r["train_ips"] > 0 and r["eval_ips"] > 0 for r in data)
+    assert all(r["compiled"] is False and r["warmup_s"] > 0 for r in data)  # --compile off
 
 
 def test_bench_gpu_fast94_tiny(synthetic_npz: Path, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import io
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,7 +170,25 @@ def _in(folder: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-@settings(max_examples=60, deadline=None,
+def test_a_refused_trials_csv_opens_no_study(tmp_path: Path) -> None:
+    """Found by the random-arguments test below: `trials --csv FILE/sub.html` on an existing
+    SQLite study opened it (its WAL files appeared) before refusing the path."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    # made in another process, which closes the file on exit: no WAL files before the command
+    subprocess.run([sys.executable, "-c", "import sys, optuna; from cifar_search.search.storage"
+                    " import open_storage; optuna.create_study(study_name='s', "
+                    "storage=open_storage(sys.argv[1]))", url], check=True)
+    (tmp_path / "file").write_text("x")
+    before = _tree(tmp_path)
+    assert before == {"s.db", "file"}
+    code = main(["trials", "--study", "s", "--storage", url, "--csv",
+                 str(tmp_path / "file" / "sub.html")])
+    assert code == 2 and _tree(tmp_path) == before
+
+
+# derandomize: the same 60 argument lists on every run, so the suite cannot fail by what is
+# drawn; a new case found elsewhere goes into the lists above (or an @example) and stays
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=argv())
 def test_random_arguments_end_in_one_line_and_refusals_make_nothing(

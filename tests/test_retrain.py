@@ -254,9 +254,11 @@ def test_a_deadline_paces_the_epochs_after_the_first(data: Path, tmp_path: Path)
     assert metrics["data"]["epoch_images_run"] == [1920, 128, 128]  # 2,000 images, whole batches
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert "1,920, 128, 128 images" in (tmp_path / "r" / "MODEL.md").read_text()
-    with pytest.raises(ConfigError, match="paces one seed"):
-        retrain(target, RetrainSettings(seeds=2, out=tmp_path / "s", data=data, device="cpu",
-                                        export=False, deadline=time.monotonic()))
+    # two seeds under one deadline: each is paced to its share (here none is left: one batch)
+    two = retrain(target, RetrainSettings(seeds=2, out=tmp_path / "s", data=data, device="cpu",
+                                          export=False, deadline=time.monotonic()))
+    assert two.seeds == [0, 1] and two.metrics["data"]["paced"] is True
+    assert [len(c) for c in two.metrics["curves"].values()] == [3, 3]
 
 
 class Stop(Exception):

@@ -52,6 +52,33 @@ def test_pace_fills_the_share_left_after_the_test_passes_and_exports() -> None:
     assert unexported.seconds == pytest.approx(share + 2 * auto_plan.EXPORT_SECONDS["cpu"])
 
 
+def test_pace_with_seeds_gives_each_an_equal_share_after_the_earlier_seeds_test_passes(
+) -> None:
+    before = time.monotonic()
+    p = pace(TINY, RATE, 290.0, 300.0, device="cpu", train_images=50_000, test_images=10_000,
+             seeds=3)
+    after = time.monotonic()
+    share = auto_plan.final_share(290.0, 300.0, "cpu", 10_000, RATE.eval, "flip")
+    test_s = auto_plan.test_seconds(10_000, RATE.eval, "flip")
+    assert test_s == pytest.approx(10_000 * 3 / RATE.eval)  # flip: two views, and one view
+    assert p.seeds == 3 and p.test_seconds == pytest.approx(test_s)
+    assert p.seconds == pytest.approx((share - 2 * test_s) / 3)
+    assert (p.config.epochs, p.epoch_images) == auto_plan.fill(p.seconds, RATE, 50_000, 128)
+    # the deadline is the end of the last seed's training: three trainings, two test passes
+    assert before + share - 2 * test_s <= p.deadline <= after + share - 2 * test_s
+    assert "each of 3 seeds gets" in p.source("--time 300 s")
+
+
+def test_each_seed_left_to_train_gets_an_equal_share_of_the_time_left() -> None:
+    from cifar_search.search.retrain import _seed_deadline
+
+    now = time.monotonic()
+    s = RetrainSettings(seeds=3, deadline=now + 100.0, test_seconds=10.0)
+    assert _seed_deadline(s, 3) == pytest.approx(now + 80.0 / 3, abs=0.5)
+    assert _seed_deadline(s, 1) == pytest.approx(now + 100.0, abs=0.5)  # the last seed
+    assert _seed_deadline(RetrainSettings(seeds=3), 3) is None  # not paced
+
+
 def test_pace_with_no_time_left_plans_one_batch_due_now() -> None:
     p = pace(TINY, RATE, 5.0, 300.0, device="cpu", train_images=50_000, test_images=10_000)
     assert p.seconds < 0 and p.config.epochs == 1 and p.epoch_images == 128
@@ -80,9 +107,6 @@ def test_within_plans_the_epochs_and_retrain_ends_paced(data: Path, tmp_path: Pa
 def test_within_refuses_what_it_cannot_pace(data: Path, tmp_path: Path) -> None:
     target = RetrainTarget("tiny", "test", TINY, "test")
     settings = RetrainSettings(out=tmp_path / "r", data=data, device="cpu", export=False)
-    with pytest.raises(ConfigError, match="--time paces one training, but --seeds is 2"):
-        within(target, RetrainSettings(seeds=2, data=data, device="cpu"), 60.0,
-               rates=lambda cfg: RATE)
     with pytest.raises(ConfigError, match="must be > 0"):
         within(target, settings, 0.0, rates=lambda cfg: RATE)
     slow = Rate(train=2000.0, eval=10.0)  # the two test passes alone take 150 s
@@ -101,11 +125,10 @@ def storage(tmp_path_factory: pytest.TempPathFactory, data: Path) -> str:
     return make_small_study(tmp_path_factory.mktemp("study"), data)
 
 
-def test_cli_retrain_time_fills_it_from_the_cached_speed(
-        storage: str, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """The best trial's speed planted in this device's throughput cache: nothing is measured,
-    and T counts from the command's start (here: the call, not the test process's start)."""
+def _retrain_best_in_8s(storage: str, data: Path, tmp_path: Path,
+                        monkeypatch: pytest.MonkeyPatch, *extra: str) -> Path:
+    """`retrain best --time 8s` with the best trial's speed planted in this device's
+    throughput cache and T counted from the call; the run folder."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("cifar_search.cli.retrain.process_age", lambda: 0.0)
     cfg = resolve_target("best", study=STUDY, storage=storage, epochs=1).config
@@ -113,7 +136,16 @@ def test_cli_retrain_time_fills_it_from_the_cached_speed(
     out = tmp_path / "run"
     assert main(["retrain", "best", "--study", STUDY, "--storage", storage, "--data", str(data),
                  "--device", "cpu", "--precision", "fp32", "--time", "8s", "--out", str(out),
-                 "--no-export", "--no-progress"]) == 0
+                 "--no-export", "--no-progress", *extra]) == 0
+    return out
+
+
+def test_cli_retrain_time_fills_it_from_the_cached_speed(
+        storage: str, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The best trial's speed planted in this device's throughput cache: nothing is measured,
+    and T counts from the command's start (here: the call, not the test process's start)."""
+    out = _retrain_best_in_8s(storage, data, tmp_path, monkeypatch)
     text = capsys.readouterr().out
     assert "--time 8 s: cached 2,000 training images/s here: " in text
     assert "s of the 8 s budget spent" in text and "test accuracy" in text
@@ -123,11 +155,23 @@ def test_cli_retrain_time_fills_it_from_the_cached_speed(
     assert len(metrics["epochs"]) == metrics["epoch_budget"] > 1
 
 
+def test_cli_retrain_time_with_seeds_trains_each_paced_inside_t(
+        storage: str, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = _retrain_best_in_8s(storage, data, tmp_path, monkeypatch, "--seeds", "2")
+    text = capsys.readouterr().out
+    assert "2 seeds one after the other, each " in text and " ± " in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1] and metrics["data"]["paced"] is True
+    assert "each of 2 seeds gets" in metrics["epoch_budget_source"]
+    assert len(metrics["curves"]["1"]) == len(metrics["curves"]["0"]) == metrics["epoch_budget"]
+    assert (out / "seed-1" / "metrics.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--time", "1m", "--epochs", "3"], "give --epochs or --time, not both"),
-        (["--time", "1m", "--seeds", "2"], "--time paces one training, but --seeds is 2"),
         (["--time", "0"], "--time must be > 0"),
         (["--time", "soon"], "--time must be a duration like 600, 90s, 10m"),
     ],

@@ -47,6 +47,13 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the search and the final "
                    "training (default: 0)")
     p.add_argument("--presets", metavar="A,B", help="candidates (default: every preset)")
+    p.add_argument("--mlflow", metavar="URI",
+                   help="also log to MLflow: one run per rung trial (params, candidate, rung, "
+                   "every epoch's metrics, the validation score, how it ended), e.g. "
+                   "sqlite:///mlflow.db (needs cifar-search[mlflow])")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard runs: DIR/<study>/trial-N for every rung trial "
+                   "(needs cifar-search[tensorboard])")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_device_args(p)
@@ -68,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     configure_cpu_threads()
     settings = AutoSettings(time=seconds, study=args.study, storage=args.storage, out=args.out,
                             data=args.data, device=args.device, precision=args.precision,
-                            seed=args.seed, presets=presets, started=started)
+                            seed=args.seed, presets=presets, started=started,
+                            mlflow=args.mlflow, tensorboard=args.tensorboard)
     bar: Any = None
 
     def say(line: str) -> None:

@@ -33,7 +33,9 @@ per seed after the last epoch; with --seeds K it is reported as mean ± sample s
 --time T instead of --epochs: one training that fills T, everything included (the interpreter,
 the data, this config's speed on this device from the throughput cache or a few seconds of
 batches, both test passes, the exports). The epochs are planned from that speed and paced after
-each one to end on time, the schedule spanning them; the plan is printed first.
+each one to end on time, the schedule spanning them; the plan is printed first. With --seeds K
+the seeds train one after the other, each on a K-th of the training time, so mean ± std comes
+inside T too.
 
 Stopped (Ctrl-C, a lost machine), the same command goes on where the training was: each seed's
 state is written to resume/ in the run folder about once a minute, and a re-run with the same

@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     from cifar_search.search.inspection import trials_frame
 
+    # a --csv that cannot be written is refused before the study is opened: nothing is touched
+    out = None if not args.csv else check_out_file("--csv", args.csv)
     study = _study.load(args)
     df = trials_frame(study)
-    if args.csv:
-        out = check_out_file("--csv", args.csv)
+    if out is not None:
         with user_path("--csv", out), atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
     if args.json:

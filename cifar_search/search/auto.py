@@ -54,6 +54,7 @@ from cifar_search.search.space_file import dump_space
 from cifar_search.search.storage import default_url, open_storage
 from cifar_search.search.study import create_or_resume
 from cifar_search.search.timed import pace, probe, repace
+from cifar_search.search.trackers import Tracker, make_trackers
 from cifar_search.train.config import TrainConfig
 from cifar_search.train.data import CifarArrays, load_cifar10
 from cifar_search.train.models import model_cost
@@ -86,6 +87,8 @@ class AutoSettings:
     rates: Callable[[TrainConfig], Rate] | None = None  # instead of measuring (tests, API)
     started: float | None = None  # time.monotonic() when the command started (default: now)
     checkpoint_every: float = EVERY_S  # seconds between the final training's resume files
+    mlflow: str | None = None  # MLflow tracking URI: one run per rung trial (search.trackers)
+    tensorboard: str | Path | None = None  # TensorBoard folder: DIR/<study>/trial-N
 
 
 @dataclass
@@ -134,11 +137,14 @@ def run_auto(s: AutoSettings, say: Say = logger.info,
         check_out_dir("--out", s.out)
     runtime = resolve_runtime(s.device, s.precision)
     arrays = load_cifar10(s.data)  # before the study: missing data creates no study file
+    trackers = make_trackers(s.study, mlflow=s.mlflow, tensorboard=s.tensorboard)  # likewise
     study, spent_before = _open_study(s, runtime)
     clock = Clock(s.time, spent_before, started)
     try:
-        return _run(s, study, clock, runtime, arrays, recipes, names, say, on_epoch)
+        return _run(s, study, clock, runtime, arrays, recipes, names, say, on_epoch,
+                    trackers or None)
     finally:
+        trackers.close()  # a rung trial cut short by Ctrl-C: its run is closed as killed
         record(study, spent_s=clock.spent())
 
 
@@ -167,7 +173,8 @@ def _open_study(s: AutoSettings, runtime: Runtime) -> tuple[optuna.Study, float]
 def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
          arrays: CifarArrays, recipes: Mapping[str, TrainConfig], names: tuple[str, ...],
          say: Say,
-         on_epoch: Callable[[int, int, EpochMetrics], None] | None) -> AutoResult:
+         on_epoch: Callable[[int, int, EpochMetrics], None] | None,
+         tracker: Tracker | None = None) -> AutoResult:
     space = DEFAULT_SPACE
     cache = RateCache(s.cache)
     probe_x, probe_y = probe(arrays, runtime.device)
@@ -228,7 +235,7 @@ def _run(s: AutoSettings, study: optuna.Study, clock: Clock, runtime: Runtime,
         top = plan.rungs[-1]
         entrants = [_scale(n, own(n), top.seconds, top.images, space, measured)
                     for n in ordered]
-        search = Search(study, space, runtime, arrays, s.seed, clock.spent, plan, say)
+        search = Search(study, space, runtime, arrays, s.seed, clock.spent, plan, say, tracker)
         best, trial_number, rhos = search.run(entrants)
         winner = _rescale(best, own(best.preset or ordered[0]), final_train_s, train_images,
                           space, measured)

@@ -133,10 +133,16 @@ def final_share(left_s: float, time_s: float, device: str, test_images: int,
     """Seconds of training the final run gets out of ``left_s`` with no search: what is left
     after the test set (once with the config's TTA, once with one view), the exports (the plain
     model, and the TTA model where there is one; none without ``export``) and the margin."""
-    views = tta_views(tta) + (1 if tta != "none" else 0)
     exports = (EXPORT_SECONDS.get(device, EXPORT_SECONDS["cpu"]) * (2 if tta != "none" else 1)
                if export else 0.0)
-    return left_s - exports - MARGIN * time_s - test_images * views / eval_rate
+    return left_s - exports - MARGIN * time_s - test_seconds(test_images, eval_rate, tta)
+
+
+def test_seconds(test_images: int, eval_rate: float, tta: str) -> float:
+    """Seconds of one trained model's test passes: with the config's TTA, and with one view
+    where there is TTA."""
+    views = tta_views(tta) + (1 if tta != "none" else 0)
+    return test_images * views / eval_rate
 
 
 def epochs_for(seconds: float, rate: Rate, images: int) -> int:

@@ -21,6 +21,7 @@ from cifar_search.search.auto_plan import Candidate, Plan, Rung
 from cifar_search.search.budget import Budget
 from cifar_search.search.objective import Objective, is_out_of_memory, trial_seed
 from cifar_search.search.space import Space, config_to_params, outside_space, suggest_config
+from cifar_search.search.trackers import Tracker
 from cifar_search.train.data import CifarArrays
 from cifar_search.train.evaluation import evaluate
 from cifar_search.train.models import model_cost
@@ -116,9 +117,10 @@ class Search:
 
     def __init__(self, study: optuna.Study, space: Space, runtime: Runtime,
                  arrays: CifarArrays, seed: int, spent: Callable[[], float], plan: Plan,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], tracker: Tracker | None = None) -> None:
         self.study, self.space, self.runtime, self.seed = study, space, runtime, seed
         self.arrays, self.spent, self.plan, self.say = arrays, spent, plan, say
+        self.tracker = tracker  # MLflow / TensorBoard: every rung trial (search.trackers)
         self.deadline = plan.time_s - plan.left_s + plan.search_s  # in time spent on T
         self.done = {(t.user_attrs.get("candidate"), t.user_attrs.get("rung")): t
                      for t in study.get_trials(deepcopy=False)
@@ -206,14 +208,15 @@ class Search:
                 data = split(self.arrays, rung_data(rung.images, len(self.arrays.train_y)),
                              self.runtime.device)
                 objective = RungObjective(self.space, self.runtime, self.seed, data,
-                                          rung.seconds)
+                                          rung.seconds, self.tracker)
             epochs = c.rung_epochs(rung)
             self.study.enqueue_trial(
                 config_to_params(c.config, self.space),
                 user_attrs={"candidate": c.name, "rung": r, "rung_images": rung.images,
                             "rung_epochs": epochs, **({"preset": c.preset} if c.preset
                                                       and "~" not in c.name else {})})
-            self.study.optimize(objective, n_trials=1, catch=(Exception,))
+            self.study.optimize(objective, n_trials=1, catch=(Exception,),
+                                callbacks=None if self.tracker is None else [self.tracker])
             t = self.study.trials[-1]
             record(self.study, spent_s=self.spent())
             if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
@@ -243,6 +246,7 @@ class RungObjective:
     seed: int
     data: SplitData  # the rung's images and the validation split, on the device
     seconds: float  # of training a trial
+    tracker: Tracker | None = None  # params at the start, every epoch, the score at the end
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = suggest_config(trial, self.space, epochs=int(trial.user_attrs["rung_epochs"]))
@@ -252,6 +256,11 @@ class RungObjective:
                            "device": self.runtime.describe(), "versions": versions(),
                            "n_params": n_params, "flops": flops}.items():
             trial.set_user_attr(key, value)
+        if self.tracker is not None:
+            self.tracker.start(trial.number, {**trial.params, "candidate":
+                                              trial.user_attrs.get("candidate"),
+                                              "rung": trial.user_attrs.get("rung"),
+                                              "rung_epochs": cfg.epochs})
         try:
             p = prepare(cfg, self.data, self.runtime, seed=seed)
             assert p.val_loader is not None  # the rung's budget holds out validation images
@@ -262,6 +271,9 @@ class RungObjective:
             def paced(epoch: int, m: EpochMetrics) -> None:
                 images_run.append(loader.epoch_images)
                 pacer.after_epoch(epoch, m.seconds, len(loader))
+                if self.tracker is not None:  # no validation before the end: no val_* yet
+                    self.tracker.epoch(trial.number, epoch, {
+                        k: v for k, v in m.as_dict().items() if not k.startswith("val_")})
 
             result = train(p.model, cfg, loader, None, self.runtime, seed=seed,
                            on_epoch_end=paced)
@@ -276,6 +288,9 @@ class RungObjective:
             raise optuna.TrialPruned("out of memory") from None
         curve = [m.as_dict() for m in result.history]
         curve[-1] |= {"val_loss": val_loss, "val_acc": val_acc}
+        if self.tracker is not None:  # scored once, after the last epoch
+            self.tracker.epoch(trial.number, len(curve), {"val_loss": val_loss,
+                                                          "val_acc": val_acc})
         trial.set_user_attr("train_seconds", sum(m.seconds for m in result.history))
         trial.set_user_attr("images_per_s", result.images_per_s)
         trial.set_user_attr("epoch_images_run", images_run)

@@ -123,9 +123,13 @@ class RetrainSettings:
     # training images an epoch, at most (None: all): each epoch a fresh random subset, so
     # ``epochs * epoch_images`` images are seen in all; ``auto`` fills its budget this way
     epoch_images: int | None = None
-    # time.monotonic() by which the training must end (one seed only): after each epoch the
-    # images of the epochs left are fitted into the time left (cifar_search.train.pacing)
+    # time.monotonic() by which the last seed's training must end: after each epoch the
+    # images of the epochs left are fitted into the time left (cifar_search.train.pacing);
+    # with K seeds each seed still to train gets an equal share of what is left when it starts
     deadline: float | None = None
+    # seconds each seed's test passes take (with ``deadline``): kept out of the shares of the
+    # seeds trained before the last, whose test passes come before the deadline
+    test_seconds: float = 0.0
     resume: bool = True  # go on from a stopped run of the same training in the run folder
     checkpoint_every: float = EVERY_S  # seconds of training between resume files (0: each epoch)
 
@@ -309,8 +313,6 @@ def retrain(
     if s.epoch_images is not None and s.epoch_images < target.config.batch_size:
         raise ConfigError(f"epoch_images must be at least one batch "
                           f"({target.config.batch_size}), but got {s.epoch_images}.")
-    if s.deadline is not None and s.seeds != 1:
-        raise ConfigError(f"a training deadline paces one seed, but seeds={s.seeds}.")
     start = time.perf_counter()
     cfg = target.config
     run_dir = Path(s.out) if s.out is not None else target.default_run_dir()
@@ -333,7 +335,8 @@ def retrain(
                           every_s=s.checkpoint_every)
         checkpoints.append(ckpt)
         saved = ckpt.load() if s.resume else None
-        job = _SeedJob(cfg, data, runtime, seed, s.epoch_images, s.deadline, say)
+        job = _SeedJob(cfg, data, runtime, seed, s.epoch_images,
+                       _seed_deadline(s, len(seeds) - len(per_seed)), say)
         first = seed == seeds[0]  # the run folder's model: the first seed, never the "best"
         if saved is not None and saved["extra"].get("done"):
             say(f"seed {seed}: trained and tested by an earlier run ({ckpt.path})")
@@ -375,6 +378,16 @@ def retrain(
     for ckpt in checkpoints:  # the run folder is complete: nothing left to resume
         ckpt.clear()
     return result
+
+
+def _seed_deadline(s: RetrainSettings, remaining: int) -> float | None:
+    """When this seed's training ends: an equal share of the training time left to the
+    ``remaining`` seeds (this one included), after the test passes of all but the last."""
+    if s.deadline is None:
+        return None
+    now = time.monotonic()
+    left = s.deadline - now - (remaining - 1) * s.test_seconds
+    return now + left / remaining
 
 
 @dataclass

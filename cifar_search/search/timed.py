@@ -44,31 +44,42 @@ class Paced:
 
     config: TrainConfig  # epochs: the plan's (each epoch ``epoch_images`` images)
     epoch_images: int | None  # None: every epoch sees all training images
-    seconds: float  # of training, planned
-    deadline: float  # time.monotonic() by which the training ends
+    seconds: float  # of training a seed, planned
+    deadline: float  # time.monotonic() by which the last seed's training ends
+    seeds: int = 1  # trained one after the other, each tested before the next starts
+    test_seconds: float = 0.0  # of one seed's test passes, planned
 
     def settings(self, base: RetrainSettings) -> RetrainSettings:
-        return dataclasses.replace(base, epoch_images=self.epoch_images, deadline=self.deadline)
+        return dataclasses.replace(base, epoch_images=self.epoch_images, deadline=self.deadline,
+                                   test_seconds=self.test_seconds)
 
     def source(self, by: str) -> str:
         """Where the epochs came from (``by``: ``auto``, ``--time 600 s``), for metrics.json."""
-        text = f"{by}: the epochs that fill the {self.seconds:.0f} s of training left of T"
+        each = f" each of {self.seeds} seeds gets" if self.seeds > 1 else " left"
+        text = f"{by}: the epochs that fill the {self.seconds:.0f} s of training{each} of T"
         if self.epoch_images is not None:
             text += f" ({self.epoch_images:,} images an epoch)"
         return text + ", paced"
 
 
 def pace(cfg: TrainConfig, rate: Rate, left_s: float, time_s: float, *, device: str,
-         train_images: int, test_images: int, export: bool = True) -> Paced:
+         train_images: int, test_images: int, export: bool = True, seeds: int = 1) -> Paced:
     """``cfg`` with the epochs that fill what is left of T at ``rate``, its deadline from now.
+
+    With ``seeds`` K the trainings run one after the other, each followed by its test passes,
+    and each gets a K-th of the training time left once all but the last test passes are kept
+    out (the last one's, the exports and the margin are kept out by ``final_share``).
 
     Where T leaves no time to train (``Paced.seconds`` <= 0) the plan is one epoch of one
     batch, due now: ``auto`` resumed at the end of T still tests and exports a model."""
-    seconds = auto_plan.final_share(left_s, time_s, device, test_images, rate.eval, cfg.tta,
-                                    export=export)
+    total = auto_plan.final_share(left_s, time_s, device, test_images, rate.eval, cfg.tta,
+                                  export=export)
+    test_s = auto_plan.test_seconds(test_images, rate.eval, cfg.tta)
+    training = total - (seeds - 1) * test_s
+    seconds = training / seeds
     epochs, epoch_images = auto_plan.fill(seconds, rate, train_images, cfg.batch_size)
     return Paced(cfg.replace(epochs=epochs), epoch_images, seconds,
-                 time.monotonic() + max(seconds, 0.0))
+                 time.monotonic() + max(training, 0.0), seeds, test_s)
 
 
 def repace(cfg: TrainConfig, epoch_images: int | None, rate: Rate, left_s: float,
@@ -95,10 +106,13 @@ class Timed:
     def describe(self, time_s: float, spent_s: float) -> str:
         cfg, p = self.paced.config, self.paced
         seen = p.epoch_images if p.epoch_images is not None else len(self.arrays.train_y)
+        what = (f"{p.seeds} seeds one after the other, each {cfg.epochs} epochs of {seen:,} "
+                f"images paced to end in {p.seconds:.0f} s and then tested"
+                if p.seeds > 1 else f"{cfg.epochs} epochs of {seen:,} images, paced to end in "
+                f"{p.seconds:.0f} s, then the test set")
         return (f"{'measured' if self.measured else 'cached'} {self.rate.train:,.0f} training "
-                f"images/s here: {cfg.epochs} epochs of {seen:,} images, paced to end in "
-                f"{p.seconds:.0f} s, then the test set and the exports; {time_s - spent_s:.0f} s "
-                f"of the {time_s:.0f} s left")
+                f"images/s here: {what}, and the exports; {time_s - spent_s:.0f} s of the "
+                f"{time_s:.0f} s left")
 
 
 def within(target: RetrainTarget, settings: RetrainSettings, time_s: float, *,
@@ -111,15 +125,12 @@ def within(target: RetrainTarget, settings: RetrainSettings, time_s: float, *,
     the API).
 
     Raises:
-        ConfigError: ``time_s`` is not positive, more than one seed, or T leaves no time to
-            train once the test passes and the exports are counted.
+        ConfigError: ``time_s`` is not positive, or T leaves no time to train once the test
+            passes and the exports are counted.
     """
     started = time.monotonic() if started is None else started
     if time_s <= 0:
         raise ConfigError(f"--time must be > 0 seconds, but got {time_s}.")
-    if settings.seeds != 1:
-        raise ConfigError(f"--time paces one training, but --seeds is {settings.seeds}: leave "
-                          "--seeds out, or give --epochs instead of --time.")
     runtime = resolve_runtime(settings.device, settings.precision)
     arrays = load_cifar10(settings.data)
     cfg = target.config
@@ -130,11 +141,14 @@ def within(target: RetrainTarget, settings: RetrainSettings, time_s: float, *,
     left_s = time_s - (time.monotonic() - started)
     paced = pace(cfg, rate, left_s, time_s, device=runtime.device.type,
                  train_images=len(arrays.train_y), test_images=len(arrays.test_y),
-                 export=settings.export)
+                 export=settings.export, seeds=settings.seeds)
     if paced.seconds <= 0:
-        raise ConfigError(f"--time {time_s:.0f} s leaves no time to train: {left_s:.0f} s are "
-                          f"left, and testing{' and exporting' if settings.export else ''} "
-                          f"alone need about {left_s - paced.seconds:.0f} s here.")
+        need = left_s - paced.seconds * paced.seeds
+        seeds = f" {paced.seeds} seeds" if paced.seeds > 1 else ""
+        raise ConfigError(f"--time {time_s:.0f} s leaves no time to train{seeds}: "
+                          f"{left_s:.0f} s are left, and testing"
+                          f"{' and exporting' if settings.export else ''} alone need about "
+                          f"{need:.0f} s here.")
     target = dataclasses.replace(target, config=paced.config,
                                  epochs_source=paced.source(f"--time {time_s:.0f} s"))
     return Timed(target, paced.settings(settings), arrays, rate, measured, paced)
