@@ -75,11 +75,9 @@ def load_data(path: str | None, device: torch.device, tiny: int | None) -> Split
 
 
 def make_runtime(args: argparse.Namespace) -> Runtime:
-    rt = resolve_runtime("cpu" if args.tiny else args.device, args.precision,
-                         compile=args.compile)
-    if rt.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once per shape
-    return rt
+    # on CUDA, resolve_runtime turns on cuDNN's autotuner, as every command of the tool does
+    return resolve_runtime("cpu" if args.tiny else args.device, args.precision,
+                           compile=args.compile)
 
 
 def sync(device: torch.device) -> None:

@@ -6,11 +6,13 @@
    (``train.resume.EVERY_S``, 60 s) can be set against it.
 2. ``--stop``: ``cifar-search retrain --preset P --epochs E`` run twice through the real CLI on
    the real data: once straight through, once stopped with SIGINT (Ctrl-C) as soon as its resume
-   file holds epoch ``--after``, then the same command again. Prints both runs' test accuracy
-   (with TTA and one view), per-epoch training loss and wall time.
+   file holds epoch ``--after`` (with ``--inside``: a state taken inside an epoch after it),
+   then the same command again. Prints both runs' test accuracy (with TTA and one view),
+   per-epoch training loss and wall time.
 
     python bench/bench_resume.py --cost --data /tmp/data/cifar10.npz
     python bench/bench_resume.py --stop --preset fast94 --epochs 3 --after 1 --data ...
+    python bench/bench_resume.py --stop --inside --preset rdfia-alexnet --epochs 4 --after 1
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ def retrain_cmd(preset: str, epochs: int, out: Path, data: str | None) -> list[s
     return cmd + (["--data", data] if data else [])
 
 
-def run(cmd: list[str], stop_after: int | None = None, resume_file: Path | None = None
-        ) -> tuple[float, str, int]:
-    """Run ``cmd``; with ``stop_after``, SIGINT once ``resume_file`` holds that epoch."""
+def run(cmd: list[str], stop_after: int | None = None, resume_file: Path | None = None,
+        inside: bool = False) -> tuple[float, str, int]:
+    """Run ``cmd``; with ``stop_after``, SIGINT once ``resume_file`` holds that epoch (with
+    ``inside``: a state taken inside an epoch after it)."""
     start = time.perf_counter()
     # SIGINT back to its default in the child: a shell without job control starts a command
     # sent to the background (`cmd &`) with SIGINT ignored, and the child would inherit that
@@ -81,7 +84,8 @@ def run(cmd: list[str], stop_after: int | None = None, resume_file: Path | None 
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if stop_after is not None and resume_file is not None:
         while proc.poll() is None:
-            if resume_file.is_file() and _epoch(resume_file) >= stop_after:
+            epoch, in_epoch = _epoch(resume_file) if resume_file.is_file() else (0, False)
+            if epoch >= stop_after and (in_epoch or not inside):
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(1)
@@ -89,11 +93,13 @@ def run(cmd: list[str], stop_after: int | None = None, resume_file: Path | None 
     return time.perf_counter() - start, out, proc.returncode
 
 
-def _epoch(path: Path) -> int:
+def _epoch(path: Path) -> tuple[int, bool]:
+    """The epochs complete in a resume file, and whether it was taken inside an epoch."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return int(saved["epoch"]), saved["train"].get("partial") is not None
     except Exception:  # written as we read: try again
-        return 0
+        return 0, False
 
 
 def summary(folder: Path) -> dict[str, Any]:
@@ -102,12 +108,13 @@ def summary(folder: Path) -> dict[str, Any]:
             "train_loss": [round(e["train_loss"], 6) for e in m["epochs"]]}
 
 
-def stop(preset: str, epochs: int, after: int, data: str | None, work: Path) -> None:
+def stop(preset: str, epochs: int, after: int, data: str | None, work: Path,
+         inside: bool = False) -> None:
     whole_dir, stopped_dir = work / "whole", work / "stopped"
     whole_s, out, rc = run(retrain_cmd(preset, epochs, whole_dir, data))
     assert rc == 0, out
     first_s, out1, rc1 = run(retrain_cmd(preset, epochs, stopped_dir, data), stop_after=after,
-                             resume_file=stopped_dir / "resume" / "seed-0.pt")
+                             resume_file=stopped_dir / "resume" / "seed-0.pt", inside=inside)
     print(f"stopped run: exit {rc1} after {first_s:.0f} s; last lines:\n"
           + "\n".join(out1.strip().splitlines()[-2:]))
     if rc1 == 0:  # it finished before its resume file held epoch `after`: nothing was tested
@@ -116,14 +123,17 @@ def stop(preset: str, epochs: int, after: int, data: str | None, work: Path) -> 
                          "--epochs or a later --after")
     second_s, out2, rc2 = run(retrain_cmd(preset, epochs, stopped_dir, data))
     assert rc2 == 0, out2
-    print("\n".join(line for line in out2.splitlines() if "going on" in line))
+    went_on = [line for line in out2.splitlines() if "going on" in line]
+    print("\n".join(went_on))
     a, b = summary(whole_dir), summary(stopped_dir)
     print(f"\n{preset} x {epochs} epochs, seed 0, torch {torch.__version__}\n")
     print("| run | wall (s) | test acc (TTA) | single view | training loss per epoch |")
     print("| --- | --- | --- | --- | --- |")
     print(f"| straight through | {whole_s:.0f} | {100 * a['test_acc']:.2f}% | "
           f"{100 * a['test_acc_single']:.2f}% | {a['train_loss']} |")
-    print(f"| stopped after epoch {after}, run again | {first_s:.0f} + {second_s:.0f} | "
+    label = (went_on[0].split("going on ", 1)[1].split(", from")[0] if went_on
+             else f"after epoch {after}")
+    print(f"| stopped, went on {label} | {first_s:.0f} + {second_s:.0f} | "
           f"{100 * b['test_acc']:.2f}% | {100 * b['test_acc_single']:.2f}% | "
           f"{b['train_loss']} |")
     print(f"\nidentical: {a == b}")
@@ -136,6 +146,8 @@ def main() -> None:
     p.add_argument("--preset", default="fast94")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--after", type=int, default=1)
+    p.add_argument("--inside", action="store_true",
+                   help="stop at a state taken inside an epoch after --after epochs")
     p.add_argument("--data")
     p.add_argument("--device", default="auto")
     p.add_argument("--work", type=Path)
@@ -145,7 +157,8 @@ def main() -> None:
         cost(args.data, args.device)
     if args.stop:
         with tempfile.TemporaryDirectory() as tmp:
-            stop(args.preset, args.epochs, args.after, args.data, args.work or Path(tmp))
+            stop(args.preset, args.epochs, args.after, args.data, args.work or Path(tmp),
+                 args.inside)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_a_stopped_retrain_goes_on_when_run_again_unless_restarted(
         storage: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         restart: bool) -> None:
     """The stop is made through the library (a hook raising after epoch 2, a resume file after
-    every epoch); the same command line then finds the file and goes on from epoch 1."""
+    every step); the same command line then finds the file and goes on inside epoch 2."""
     url = copy_storage(storage, tmp_path)
     out = tmp_path / "run"
     target = resolve_target("best", study=STUDY, storage=url, epochs=3)
@@ -153,6 +153,8 @@ def test_a_stopped_retrain_goes_on_when_run_again_unless_restarted(
             "--device", "cpu", "--out", str(out), "--no-export", "--no-progress", "--epochs", "3"]
     assert main(args + (["--restart"] if restart else [])) == 0
     text = capsys.readouterr().out
-    assert ("seed 0: going on after epoch 1 of 3" in text) is not restart
+    # stopped at epoch 2's end, before its end-of-epoch state: the last one was written after
+    # its last batch but one
+    assert ("seed 0: going on in epoch 2 of 3, after batch" in text) is not restart
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
     assert not (out / "resume").exists()

@@ -96,6 +96,45 @@ def test_augmented_batches_reproduce_per_epoch(arrays: tuple[np.ndarray, np.ndar
     assert not torch.equal(next(iter(loader))[0], run1[0])
 
 
+def test_a_loader_sought_to_a_position_yields_the_rest_of_that_epoch(
+        arrays: tuple[np.ndarray, np.ndarray]) -> None:
+    """A fresh loader (a new process after a stop) gets the same remaining batches, the same
+    random augmentation draws included; the iteration after it starts the epoch again."""
+    tx, ty = L.device_arrays(*arrays, "cpu")
+    cfg = AugmentConfig(crop_padding=4, cutout=8, mixup_alpha=0.4, mix_prob=0.5)
+
+    def make() -> L.DeviceLoader:
+        loader = L.DeviceLoader(tx, ty, 20, augment=BatchAugment(cfg), shuffle=True, seed=5)
+        loader.set_epoch(2)
+        return loader
+
+    whole = list(make())
+    first = make()
+    batches = iter(first)
+    for _ in range(2):
+        next(batches)
+    position = first.position()
+    assert position["epoch"] == 2 and position["batch"] == 2
+    again = make()
+    again.seek(position)
+    rest = list(again)
+    assert len(rest) == 3
+    for (a, ta), (b, tb) in zip(rest, whole[2:], strict=True):
+        assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert torch.equal(next(iter(again))[0], whole[0][0])  # a seek holds for one iteration
+
+
+def test_seek_refuses_another_epoch_or_a_batch_past_the_end(
+        arrays: tuple[np.ndarray, np.ndarray]) -> None:
+    tx, ty = L.device_arrays(*arrays, "cpu")
+    loader = L.DeviceLoader(tx, ty, 20, shuffle=True)
+    loader.set_epoch(3)
+    with pytest.raises(DataError, match="batch 1 of epoch 2: the loader is at epoch 3"):
+        loader.seek({"epoch": 2, "batch": 1, "aug": None})
+    with pytest.raises(DataError, match=r"batch 6 of epoch 3: .* of 5 batches"):
+        loader.seek({"epoch": 3, "batch": 6, "aug": None})
+
+
 def test_alternating_flip_follows_the_epoch(arrays: tuple[np.ndarray, np.ndarray]) -> None:
     tx, ty = L.device_arrays(*arrays, "cpu")
     cfg = AugmentConfig(crop_padding=0, flip="alternating")

@@ -30,6 +30,18 @@ def test_asked_for_precision_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_runtime("cpu", "fp16")  # type: ignore[arg-type]
 
 
+def test_cuda_turns_on_the_cudnn_autotuner_and_the_cpu_leaves_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decided without a GPU: ``torch.device("cuda")`` is only a name until a tensor uses it."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    resolve_runtime("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rt = resolve_runtime("cuda")
+    assert rt.device.type == "cuda" and rt.amp_dtype == torch.bfloat16 and rt.channels_last
+    assert torch.backends.cudnn.benchmark is True
+
+
 def test_this_machine_flags_are_read() -> None:
     flags = cpu_flags()
     assert cpu_has_bf16_units() == bool({"avx512_bf16", "amx_bf16"} & flags)

@@ -38,9 +38,9 @@ the seeds train one after the other, each on a K-th of the training time, so mea
 inside T too.
 
 Stopped (Ctrl-C, a lost machine), the same command goes on where the training was: each seed's
-state is written to resume/ in the run folder about once a minute, and a re-run with the same
-config, seed and data continues from the last write (--restart: from the start). With --time,
-the epochs left are fitted into the T the re-run is given.
+state is written to resume/ in the run folder about once a minute (mid-epoch too), and a
+re-run with the same config, seed and data continues from the last write (--restart: from the
+start). With --time, the epochs left are fitted into the T the re-run is given.
 
 The run folder (default runs/<study>/trial-<n>, runs/<study>/preset-<name>, or
 runs/presets/preset-<name> without --study) holds model.safetensors, config.json, metrics.json,

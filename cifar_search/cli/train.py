@@ -33,8 +33,8 @@ inline: its keys replace the preset's (or the defaults without --preset). --set 
 (repeatable) then sets one dotted field: --set optim.lr=0.1 --set augment.cutout=8.
 
 Stopped (Ctrl-C, a lost machine), the same command goes on where the training was: its state
-is written to resume/ in the --out folder about once a minute, and a re-run with the same
-config, seed and data continues from the last write (--restart: from the start).
+is written to resume/ in the --out folder about once a minute (mid-epoch too), and a re-run
+with the same config, seed and data continues from the last write (--restart: from the start).
 
 examples:
   cifar-search train --preset davidnet --out runs/davidnet
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_search.train.checkpoint import save_model_folder
     from cifar_search.train.models import count_params
     from cifar_search.train.recipe import prepare
-    from cifar_search.train.resume import Checkpoint, State
+    from cifar_search.train.resume import Checkpoint, State, where
     from cifar_search.train.runtime import configure_cpu_threads, resolve_runtime, versions
     from cifar_search.train.trainer import EpochMetrics, train
 
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = Checkpoint(Path(args.out) / RESUME_FILE, resume_meta(cfg, args.seed, data))
     saved = None if args.restart else ckpt.load()
     if saved is not None:
-        print(f"going on after epoch {saved['epoch']} of {cfg.epochs}, from {ckpt.path}",
-              file=sys.stderr)
+        print(f"going on {where(saved, cfg.epochs)}, from {ckpt.path}", file=sys.stderr)
     bar = tqdm(total=cfg.epochs, initial=0 if saved is None else saved["epoch"], unit="epoch",
                file=sys.stderr, disable=args.no_progress, desc=name, dynamic_ncols=True)
 
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(model, cfg, prepared.train_loader, prepared.val_loader, runtime,
                        seed=args.seed, on_epoch_end=on_epoch_end,
                        resume=None if saved is None else saved["train"],
-                       on_state=keep)
+                       on_state=keep, mid_epoch=True)
     finally:
         bar.close()
     metrics = {

@@ -87,10 +87,6 @@ class Candidate:
     rate: Rate
     preset: str | None  # the preset it was scaled from, None for a variant
 
-    def final_seconds(self, images: int, test_images: int) -> float:
-        return (self.rate.train_seconds(images, self.config.epochs)
-                + self.rate.eval_seconds(test_images, tta_views(self.config.tta)))
-
     def rung_epochs(self, rung: Rung) -> int:
         """Epochs ``rung.seconds`` buy at this candidate's speed on ``rung.images`` (>= 1)."""
         return max(1, math.floor(rung.seconds * self.rate.train / rung.images))

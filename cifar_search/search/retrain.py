@@ -30,10 +30,11 @@ results are recorded on the study as ``retrain:<n>`` / ``retrain:preset:<name>``
 forbids changing finished trials).
 
 **Stopped and run again, a retraining goes on where it was.** While a seed trains, its state
-is written to ``resume/seed-<s>.pt`` in the run folder about once a minute
-(:mod:`cifar_search.train.resume`), and a finished seed's weights and test results are written
-there before the next seed starts, so a re-run with the same config, seed and data goes on
-from the last write: the same training as one that never stopped, its test set still used once.
+is written to ``resume/seed-<s>.pt`` in the run folder about once a minute, inside an epoch
+as well as after one (:mod:`cifar_search.train.resume`), and a finished seed's weights and
+test results are written there before the next seed starts, so a re-run with the same config,
+seed and data goes on from the last write: the same training as one that never stopped, its
+test set still used once.
 A paced training (``deadline``) fits the epochs left into the time it is given now. The folder
 is removed once the run folder is complete; ``resume=False`` starts again.
 """
@@ -72,7 +73,7 @@ from cifar_search.train.models import count_flops, count_params
 from cifar_search.train.pacing import Pacer
 from cifar_search.train.presets import get_preset
 from cifar_search.train.recipe import DataSpec, SplitData, prepare, split
-from cifar_search.train.resume import EVERY_S, Checkpoint, State
+from cifar_search.train.resume import EVERY_S, Checkpoint, State, where
 from cifar_search.train.runtime import Precision, Runtime, resolve_runtime, versions
 from cifar_search.train.trainer import EpochMetrics, predict_logits, train
 
@@ -421,8 +422,7 @@ class _SeedJob:
             loader.max_batches = extra["max_batches"]
             if pacer is not None and extra.get("pacer"):
                 pacer.train_s, pacer.batches_done = extra["pacer"]
-            self.say(f"seed {seed}: going on after epoch {saved['epoch']} of {cfg.epochs}, "
-                     f"from {ckpt.path}")
+            self.say(f"seed {seed}: going on {where(saved, cfg.epochs)}, from {ckpt.path}")
 
         def hook(epoch: int, m: EpochMetrics) -> None:
             batches = len(loader)
@@ -438,7 +438,8 @@ class _SeedJob:
                 "pacer": None if pacer is None else [pacer.train_s, pacer.batches_done]})
 
         result = train(model, cfg, loader, None, self.runtime, seed=seed, on_epoch_end=hook,
-                       resume=None if saved is None else saved["train"], on_state=keep)
+                       resume=None if saved is None else saved["train"], on_state=keep,
+                       mid_epoch=True)
         logits, labels = predict_logits(model, test_loader, self.runtime, cfg.tta)
         single = (logits if cfg.tta == "none" else
                   predict_logits(model, test_loader, self.runtime)[0])

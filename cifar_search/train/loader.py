@@ -112,6 +112,9 @@ class DeviceLoader:
         self.memory_format = memory_format
         self.max_batches = max_batches
         self.epoch = 0
+        self._batch = 0  # batches of this epoch yielded so far
+        self._aug_gen: torch.Generator | None = None  # the epoch's augmentation generator
+        self._seek: dict[str, object] | None = None  # where the next iteration starts
 
     @property
     def num_examples(self) -> int:
@@ -137,6 +140,27 @@ class DeviceLoader:
         """Select the epoch: its shuffle order, augmentation draws and alternating-flip parity."""
         self.epoch = epoch
 
+    def position(self) -> dict[str, object]:
+        """Where the epoch being iterated is: its batches yielded and the state of its
+        augmentation generator after them. :meth:`seek` to it and the next iteration yields
+        the rest of that epoch, the same batches to the bit (a training stopped inside an
+        epoch goes on from there: :mod:`cifar_search.train.resume`)."""
+        aug = None if self._aug_gen is None else self._aug_gen.get_state()
+        return {"epoch": self.epoch, "batch": self._batch, "aug": aug}
+
+    def seek(self, position: dict[str, object]) -> None:
+        """Start the next iteration at ``position`` (from :meth:`position`), after
+        :meth:`set_epoch` to its epoch; later iterations start at their epoch's first batch.
+
+        Raises:
+            DataError: ``position`` is of another epoch, or past this epoch's batches.
+        """
+        epoch, batch = position["epoch"], position["batch"]
+        if epoch != self.epoch or not isinstance(batch, int) or not 0 <= batch <= len(self):
+            raise DataError(f"cannot seek to batch {batch} of epoch {epoch}: the loader is at "
+                            f"epoch {self.epoch} of {len(self)} batches.")
+        self._seek = position
+
     def _generator(self, stream: int) -> torch.Generator:
         """A generator on the data's device, fixed by (seed, epoch, stream)."""
         words = np.random.SeedSequence([self.seed, self.epoch, stream]).generate_state(2)
@@ -152,7 +176,13 @@ class DeviceLoader:
             g.manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=g, device=self.x.device)
         aug_gen = self._generator(1) if self.augment is not None else None
-        for i in range(len(self)):
+        first, seek, self._seek = 0, self._seek, None
+        if seek is not None:
+            first = int(seek["batch"])  # type: ignore[call-overload]
+            if aug_gen is not None and isinstance(seek["aug"], torch.Tensor):
+                aug_gen.set_state(seek["aug"])
+        self._aug_gen, self._batch = aug_gen, first
+        for i in range(first, len(self)):
             if order is None:
                 xb, yb = self.x[i * bs : (i + 1) * bs], self.y[i * bs : (i + 1) * bs]
             else:
@@ -162,4 +192,5 @@ class DeviceLoader:
                 images, target = TF.to_dtype(xb, torch.float32, scale=True), yb
             else:
                 images, target = self.augment(xb, yb, aug_gen, self.epoch)
+            self._batch = i + 1
             yield images.contiguous(memory_format=self.memory_format), target

@@ -1,14 +1,16 @@
-"""A training that survives Ctrl-C: its state at an epoch's end, saved and loaded back.
+"""A training that survives Ctrl-C: its state, after an epoch or inside one, saved and loaded back.
 
 nanoGPT's ``ckpt.pt`` holds the model, the optimiser, the iteration and the config, so
 ``init_from = 'resume'`` goes on where a run stopped. A training here holds more than that,
 and a resumed one must be the same training, not a similar one: the weights, the optimiser's
 moments, the scheduler's position, the EMA and lookahead copies, the early-stopping keeper, the
 history, the random generators of Python, NumPy and torch (every device), plus whatever the
-caller keeps beside it (the pacer's seconds a batch, the images of the epochs run).
-:func:`cifar_search.train.trainer.train` hands that state out after each epoch as a thunk
-(building it copies nothing until asked) and takes it back through ``resume=``; this module
-decides when to write it and reads it back.
+caller keeps beside it (the pacer's seconds a batch, the images of the epochs run); inside an
+epoch also the epoch's running sums, its step and the loader's position (its augmentation
+generator's state). :func:`cifar_search.train.trainer.train` hands that state out after each
+epoch, and with ``mid_epoch`` after each step, as a thunk (building it copies nothing until
+asked) and takes it back through ``resume=``; this module decides when to write it (about once
+a minute, wherever in an epoch that falls) and reads it back.
 
 A :class:`Checkpoint` is one file, written atomically (:mod:`cifar_search.atomic`) with
 :func:`torch.save` and read with ``torch.load(weights_only=True)`` (no pickled code runs on
@@ -42,7 +44,11 @@ from cifar_search.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the state's layout changes: older files are then ignored, with a warning
+# bump when the state's layout changes: files of a format not in READS are ignored, with a
+# warning. 2: states taken inside an epoch ("partial"), which format 1's reader would misread;
+# format 1 files (states after an epoch) read the same as ever.
+FORMAT = 2
+READS = (1, 2)
 EVERY_S = 60.0  # seconds of training between writes (0: after every epoch)
 
 State = dict[str, Any]
@@ -71,6 +77,16 @@ def set_rng_state(state: State) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def where(saved: State, epochs: int) -> str:
+    """Where a saved training goes on, for humans: ``after epoch 2 of 21``, or ``in epoch 3 of
+    21, after batch 14 of 86`` for a state taken inside an epoch."""
+    inside = saved["train"].get("partial")
+    if inside is None:
+        return f"after epoch {saved['epoch']} of {epochs}"
+    return (f"in epoch {inside['epoch']} of {epochs}, after batch {inside['step']} of "
+            f"{inside['batches']}")
 
 
 def _tuples(x: Any) -> Any:
@@ -105,7 +121,7 @@ class Checkpoint:
             logger.warning("ignoring the unreadable resume file %s (%s): training from the "
                            "start", self.path, exc)
             return None
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        if not isinstance(saved, dict) or saved.get("format") not in READS:
             logger.warning("ignoring %s: written by another version of cifar-search", self.path)
             return None
         differs = _differences(saved.get("meta", {}), self.meta)

@@ -98,10 +98,15 @@ def resolve_runtime(
 
     It also makes the CPU treat denormal floats as zero, for the whole process: a dying
     network's tiny activations otherwise run ~8x slower (measured: 650 -> 87 images/s on a
-    no-BN trial), and no result changes.
+    no-BN trial), and no result changes. On CUDA it turns on cuDNN's autotuner for the process
+    (``torch.backends.cudnn.benchmark``): CIFAR's shapes are fixed, so each convolution is
+    timed once and its fastest kernel kept, as airbench and ``bench/bench_gpu.py`` run; the
+    kernels it picks may differ between runs, so GPU runs are not bit-reproducible.
     """
     dev = resolve_device(device)
     torch.set_flush_denormal(True)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"--precision must be auto, fp32 or bf16, but got {precision!r}.")
     fast_bf16 = dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16_units())
